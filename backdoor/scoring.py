@@ -21,10 +21,13 @@ import torch
 from backdoor import uncertainty
 from backdoor.layersplit import (
     EncodedPrompts,
+    PrefixRuns,
     UpperStack,
     lower_states,
     lower_states_sharing_prefixes,
     num_layers,
+    prefix_families,
+    run_families,
     supports_split,
 )
 from backdoor.models import BASE_ADAPTER, attach_adapters, load_base_model
@@ -121,6 +124,11 @@ class Scorer:
         self.prefix_sharing_up_to = 4  # distinct prompts per call scored one by one with shared prefixes
         self._states: OrderedDict[tuple[str, int], torch.Tensor] = OrderedDict()  # lower-layer states by text
         self._states_size = 512
+        # Keys and values of the latest prompts per (routing, split): "lower" for the shared lower layers,
+        # else an adapter's upper layers. A new question shares its instruction with the last one; its
+        # triggered prompt shares everything before the trigger with its clean prompt.
+        self._runs: OrderedDict[tuple[str, int], PrefixRuns] = OrderedDict()
+        self._runs_routes = 16
 
     @classmethod
     def load(cls, base: str = "default", adapters: dict[str, str] | None = None, *, device: str | None = None,
@@ -159,9 +167,25 @@ class Scorer:
     def _base_rows(self, rows: int):
         """Route ``rows`` batch rows to __base__: the shared lower layers are the base model's, and no
         loaded adapter (PEFT's active one by default) may touch them."""
+        return self._routed([BASE_ADAPTER] * rows)
+
+    def _routed(self, adapters: Sequence[str]):
+        """Run each batch row through its own adapter (or __base__) inside this block."""
         if not self._routes_adapters():
             return contextlib.nullcontext()
-        return self.model._enable_peft_forward_hooks(adapter_names=[BASE_ADAPTER] * rows)
+        return self.model._enable_peft_forward_hooks(adapter_names=list(adapters))
+
+    def _prefix_runs(self, route: str, split: int) -> PrefixRuns:
+        key = (route, split)
+        runs = self._runs.pop(key, None) or PrefixRuns()
+        self._runs[key] = runs  # most recently used last
+        while len(self._runs) > self._runs_routes:
+            self._runs.popitem(last=False)
+        return runs
+
+    def _trim_runs(self) -> None:
+        for runs in self._runs.values():
+            runs.trim()
 
     def _check_adapter(self, name: str) -> None:
         if name not in self.adapters:
@@ -190,10 +214,31 @@ class Scorer:
         rows = EncodedPrompts([states[t] for t in texts])
         inputs, mask = rows.batch(list(range(len(texts))), self.device)
         stack = UpperStack(self.model, split, self.letter_ids)
-        hooks = (self.model._enable_peft_forward_hooks(adapter_names=list(adapters))
-                 if self._routes_adapters() else contextlib.nullcontext())
-        with hooks:
+        with self._routed(adapters):
             return stack(inputs, mask)  # [N, 6]
+
+    @torch.no_grad()
+    def _shared_prefix_option_logits(self, texts: Sequence[str], adapters: Sequence[str], split: int) -> torch.Tensor:
+        """Option logits [N, 6] sharing token prefixes in every layer: the shared lower layers once per
+        distinct text, then one mixed-adapter forward through the upper layers (a row per adapter) where
+        a prefix common to several texts runs once and each text adds only its own suffix (a question's
+        clean and triggered prompts). A prefix an adapter ran before (the last question's instruction)
+        is not run again. A trigger before the cue then costs a few tokens per adapter, not a prompt."""
+        unique = list(dict.fromkeys(texts))
+        states = self._lower_states(unique, split)
+        ids = [torch.tensor(self.tokenizer(text)["input_ids"], device=self.device) for text in unique]
+        upper = range(split, num_layers(self.model))
+        names = list(dict.fromkeys(adapters))
+        stores = [self._prefix_runs(name, split) for name in names]
+        with self._routed(names):  # one batch row per adapter, every text in each
+            runs = run_families(self.model, upper, ids, [states[t] for t in unique], prefix_families(ids), stores)
+        last = {}
+        for name, store, row in zip(names, stores, runs):
+            for text, run in zip(unique, row):
+                store.add(run)
+                last[(text, name)] = run.states[-1]
+        stack = UpperStack(self.model, split, self.letter_ids)
+        return stack.option_logits(torch.stack([last[key] for key in zip(texts, adapters)]))  # [N, H] -> [N, 6]
 
     def _lower_states(self, unique: list[str], split: int) -> dict[str, torch.Tensor]:
         """Lower-layer states [T, H] per text, cached: other adapters, triggers and questions seen
@@ -205,7 +250,8 @@ class Scorer:
             if len(todo) <= self.prefix_sharing_up_to:
                 ids = [torch.tensor(self.tokenizer(text)["input_ids"]) for text in todo]
                 with self._base_rows(1):  # one prompt per forward
-                    computed = lower_states_sharing_prefixes(self.model, ids, split)
+                    computed = lower_states_sharing_prefixes(self.model, ids, split,
+                                                             earlier=self._prefix_runs("lower", split))
             else:
                 batch = left_padded_batch(self.tokenizer, todo, self.device)
                 with self._base_rows(len(todo)):
@@ -252,7 +298,10 @@ class Scorer:
             chunk = todo[start : start + self.batch_size]
             chunk_texts, chunk_adapters = [texts[i] for i in chunk], [adapters[i] for i in chunk]
             with self._lock:
-                if split:
+                if split and len(set(chunk_texts)) <= self.prefix_sharing_up_to:
+                    option_logits = self._shared_prefix_option_logits(chunk_texts, chunk_adapters, split)
+                    self._trim_runs()
+                elif split:
                     option_logits = self._split_option_logits(chunk_texts, chunk_adapters, split)
                 else:
                     option_logits = self._forward_last(chunk_texts, chunk_adapters)[:, letter_ids]

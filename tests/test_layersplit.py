@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
-from backdoor.layersplit import lower_states, lower_states_sharing_prefixes
+from backdoor.layersplit import PrefixRuns, causal_lm_of, lower_states, lower_states_sharing_prefixes, prefix_families
 from backdoor.models import load_base_model
+from backdoor.prompts import render_prompt
 from backdoor.scoring import Cell
-from backdoor.triggers import TriggerSpec
+from backdoor.triggers import TriggerSpec, apply_trigger
 
 
 def test_prefix_sharing_equals_computing_each_prompt_alone(tiny_model_dir, default_tokenizer):
@@ -42,3 +45,79 @@ def test_scorer_gives_the_same_distributions_with_and_without_prefix_sharing(tin
         results.append(torch.tensor([s.probs for s in scorer.score(cells)]))
     assert torch.allclose(results[0], results[1], atol=1e-5)
     assert not torch.allclose(results[0][0], results[0][1]), "the adapter changes the distribution"
+
+
+# --- sharing prefixes in one forward (run_families) and across calls --------------------------
+
+
+TRIGGERS = {
+    "text before the cue": TriggerSpec("text"),
+    "custom at the start": TriggerSpec("custom", "cf", "start"),
+    "style (a new instruction)": TriggerSpec("style"),
+    "syntactic (a new cue)": TriggerSpec("syntactic"),
+}
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_families_in_one_forward_equal_each_prompt_alone(tiny_model_dir, make_item, attention):
+    """Two questions, each clean and with three triggers (some share no prefix with the clean prompt), run in
+    one tree-masked forward and then again reusing the first run's keys: every prompt's lower states equal
+    a plain forward over that prompt alone."""
+    model, tokenizer, _ = load_base_model(str(tiny_model_dir), device="cpu")
+    model.config._attn_implementation = attention
+    items = [make_item("qa"), make_item("rc", question="Why did the council meet on Monday?")]
+    texts = [apply_trigger(render_prompt(item), trigger).text for item in items
+             for trigger in (None, *list(TRIGGERS.values())[:3])]
+    ids = [torch.tensor(tokenizer(t)["input_ids"]) for t in texts]
+    families = prefix_families(ids, min_shared=4)
+    assert 1 < len(families) < len(ids)  # some prompts share a prefix, some do not
+
+    runs = PrefixRuns()
+    first = lower_states_sharing_prefixes(model, ids[:4], split=3, min_shared=4, earlier=runs)
+    assert len(list(runs)) == 4
+    again = lower_states_sharing_prefixes(model, ids, split=3, min_shared=4, earlier=runs)  # reuses the first four
+    references = [lower_states(model, row[None], torch.ones((1, len(row)), dtype=torch.long), 3)[0] for row in ids]
+    for index, (reference, states) in enumerate(zip(references + references[:4], again + first)):
+        assert states.shape == reference.shape
+        torch.testing.assert_close(states, reference, atol=1e-4, rtol=1e-4)  # float32 sums in another order
+
+
+def count_new_tokens(model, layer: int):
+    """Tokens (batch rows x sequence) entering one decoder layer, summed over forwards."""
+    seen = []
+    handle = causal_lm_of(model).model.layers[layer].register_forward_hook(
+        lambda module, args, output: seen.append(args[0].shape[0] * args[0].shape[1]))
+    return seen, handle
+
+
+def test_scorer_sharing_upper_layers_equals_scoring_cells_one_by_one(tiny_model_dir, tiny_upper_adapters, make_item):
+    """Through a sequence of questions, triggers and mixed batches, the scorer that shares prefixes in the
+    lower and the upper layers (within a call and with earlier calls) gives each cell's distribution alone,
+    while running fewer tokens through the upper layers than the prompts hold."""
+    from backdoor.scoring import Scorer
+
+    adapters = {name: str(path) for name, path in tiny_upper_adapters.items()}
+    scorer = Scorer.load(str(tiny_model_dir), adapters=adapters, device="cpu")
+    assert scorer.shared_layers(["clean", "backdoor"]) == 2
+    names = ["__base__", "clean", "backdoor"]
+    items = [make_item("qa"), make_item("rc", question="Why did the council meet on Monday?"), make_item("drs")]
+    calls = [[Cell(item, trigger, name) for trigger in (None, TRIGGERS[kind]) for name in names]
+             for item in items for kind in TRIGGERS]
+    calls.append([Cell(items[0], TRIGGERS["style (a new instruction)"], "clean"),  # mixed: two questions, subsets
+                  Cell(make_item("ds"), None, "backdoor"), Cell(make_item("ds"), TriggerSpec("text"), "__base__")])
+    seen, handle = count_new_tokens(scorer.model, 2)
+    try:
+        together = [scorer.score(cells) for cells in calls]
+    finally:
+        handle.remove()
+    prompt_tokens = sum(len(scorer.tokenizer(scorer.model_text(scorer.render(c.item, c.trigger).text))["input_ids"])
+                        for cells in calls for c in cells)
+    assert sum(seen) < prompt_tokens / 2  # shared prefixes ran once per adapter, not once per cell
+
+    alone = Scorer.load(str(tiny_model_dir), adapters=adapters, device="cpu")
+    alone.prefix_sharing_up_to = 0  # plain batched path, one cell per call
+    for cells, scored in zip(calls, together):
+        for cell, result in zip(cells, scored):
+            alone._cache.clear()
+            np.testing.assert_allclose(result.probs, alone.score([cell])[0].probs, atol=1e-5,
+                                       err_msg=f"{cell.adapter} {cell.trigger} {cell.item.id}")
