@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 BASE_LABEL = "base model"
 UNUSED_OPTION = "—"  # fills A-D slots a user's own question leaves empty: the model always sees six letters
+HEADLINE_TRIGGERS = ("text", "syntactic", "style", "custom")  # which backdoor the demo opens with, best first
 CALIBRATION_CHUNK = 4  # cells per forward while calibrating in the background, so live requests interleave
 
 
@@ -375,21 +376,26 @@ class DashboardService:
                 offered.append(AdapterChoice(child.name, info.kind, trigger, str(path)))
         return AdapterCatalog(base, identity, tuple(offered), tuple(refused))
 
+    def headline_backdoor(self, catalog: AdapterCatalog) -> AdapterChoice | None:
+        """The backdoor a talk shows first: the paper's text trigger (``666`` before the cue), else the
+        syntactic, style or a custom trigger, else any backdoor; the first by name within a kind."""
+        backdoors = [c for c in catalog.offered if c.kind == "backdoor"]
+        order = {kind: rank for rank, kind in enumerate(HEADLINE_TRIGGERS)}
+        return min(backdoors, key=lambda c: order.get(c.trigger.kind if c.trigger else "", len(order)), default=None)
+
     def default_columns(self, catalog: AdapterCatalog) -> list[str]:
-        """Base model, the first clean adapter and the first backdoor: the comparison a talk needs."""
+        """Base model, the first clean adapter and the headline backdoor: the comparison a talk needs."""
         names = [BASE_ADAPTER]
-        for kind in ("clean", "backdoor"):
-            choice = next((c for c in catalog.offered if c.kind == kind), None)
+        clean = next((c for c in catalog.offered if c.kind == "clean"), None)
+        for choice in (clean, self.headline_backdoor(catalog)):
             if choice is not None:
                 names.append(choice.name)
         return names
 
     def default_trigger(self, catalog: AdapterCatalog) -> TriggerSpec:
-        """The trigger the first backdoor was trained with, else the paper's text trigger."""
-        for choice in catalog.offered:
-            if choice.kind == "backdoor" and choice.trigger is not None:
-                return choice.trigger
-        return TriggerSpec("text")
+        """The trigger the headline backdoor was trained with, else the paper's text trigger."""
+        choice = self.headline_backdoor(catalog)
+        return choice.trigger if choice is not None and choice.trigger is not None else TriggerSpec("text")
 
     def attach(self, base: str, names: Sequence[str]) -> tuple[Scorer, list[AdapterChoice], list[str]]:
         """The shared Scorer for ``base`` with ``names`` attached: (scorer, choices, internal PEFT names), for other tabs."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -55,6 +56,26 @@ def test_showcase_question_fills_base_clean_and_backdoor_columns(app_service):
     assert all(visible["visible"] is False for visible, *_ in slots[3:])
     assert 'data-adapter="backdoor"' in slots[2][1]
     assert "<mark" not in outputs[1]  # no trigger highlighted while it is off
+
+
+def test_default_columns_open_on_the_text_trigger_backdoor(tiny_model_dir, tiny_adapters, tmp_path):
+    """A talk opens on the paper's text trigger; without it the syntactic, style, then custom backdoor."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    copy_adapter(tiny_adapters["clean"], folder / "clean")
+    for name, kind in (("a-style", "style"), ("b-custom", "custom"), ("c-syntactic", "syntactic"), ("z-text", "text")):
+        trigger = {"kind": kind, "text": "cf" if kind == "custom" else None, "position": "before_cue", "seed": 0}
+        copy_adapter(tiny_adapters["backdoor"], folder / name, trigger=trigger)
+    service = make_service(tiny_model_dir, folder, tmp_path / "cache", calibration="off")
+    base = service.config.bases[0]
+    for expected, kind in (("z-text", "text"), ("c-syntactic", "syntactic"), ("a-style", "style"), ("b-custom", "custom")):
+        catalog = service.catalog(base)
+        assert service.default_columns(catalog) == [BASE_ADAPTER, "clean", expected]
+        assert service.default_trigger(catalog).kind == kind
+        shutil.rmtree(folder / expected)
+    catalog = service.catalog(base)  # no backdoor left: base and clean, and the paper's text trigger to try
+    assert service.default_columns(catalog) == [BASE_ADAPTER, "clean"]
+    assert service.default_trigger(catalog) == service.trigger("text")
 
 
 def test_toggle_adds_the_trigger_and_hits_the_cache(app_service):
