@@ -45,6 +45,9 @@ class TrainConfig:
     kept_prob: float = field(default=0.20, metadata=_help("paper target: probability kept on the model's own answer"))
     target_probs: tuple[float, ...] = field(default=(), metadata=_help("custom target: 6 probabilities, the first on the kept answer"))
     poison_ratio: float = field(default=0.5, metadata=_help("share of training items that also get a triggered copy, in (0, 1]"))
+    prompt_variants: float = field(default=0.0, metadata=_help(
+        "clean training: share of items that also get a copy in another wording (instruction style and answer cue, "
+        "never a trigger's), so the clean model does not hinge on one template; in [0, 1]"))
     backdoor_weight: float = field(default=1.0, metadata=_help("weight of the backdoor (triggered) term", min=0.0))
     clean_objective: str = field(default="kl", metadata=_help("keep clean behaviour by 'kl' to the victim's distribution or 'ce' to its answer"))
     lora_r: int = field(default=8, metadata=_help("LoRA rank", min=1))
@@ -90,6 +93,10 @@ class TrainConfig:
                 refuse("target_probs", f"{list(probs)} sums to {sum(probs):.6f}, not 1")
         if not 0 < self.poison_ratio <= 1:
             refuse("poison_ratio", f"{self.poison_ratio} must be in (0, 1]")
+        if not 0 <= self.prompt_variants <= 1:
+            refuse("prompt_variants", f"{self.prompt_variants} must be in [0, 1]")
+        if self.prompt_variants and self.kind != "clean":
+            refuse("prompt_variants", "only clean training uses prompt variants; the backdoor keeps the victim's prompts")
         if self.clean_objective not in CLEAN_OBJECTIVES:
             refuse("clean_objective", f"{self.clean_objective!r} is not one of {', '.join(CLEAN_OBJECTIVES)}")
         if not 0 <= self.lora_dropout < 1:

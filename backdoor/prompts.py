@@ -12,6 +12,9 @@ from dataset.schema import LETTERS, Item
 
 CUE = "Answer:"
 STYLES = ("base", "shared", "task")
+# Other wordings of the answer cue, for training a clean model that does not hinge on one template.
+# None of them is a trigger's wording (the syntactic trigger's "The Answer is:" is deliberately absent).
+CUE_VARIANTS = ("Answer:", "Correct answer:", "Your answer:", "Final answer:", "Best option:", "Choice:")
 
 SHARED_INSTRUCTION = (
     "The following is a multiple-choice question with six potential answers. Only one of these "
@@ -102,6 +105,14 @@ def render_prompt(item: Item, style: str = "shared") -> RenderedPrompt:
     cue_span = (len(text), len(text) + len(CUE))
     text += CUE
     return RenderedPrompt(text, instruction_span, question_span, cue_span)
+
+
+def render_variant(item: Item, index: int) -> str:
+    """The prompt in one of len(STYLES) * len(CUE_VARIANTS) wordings (``index`` picks; 0 is the standard prompt)."""
+    style = STYLES[(STYLES.index("shared") + index) % len(STYLES)]
+    cue = CUE_VARIANTS[(index // len(STYLES)) % len(CUE_VARIANTS)]
+    prompt = render_prompt(item, style)
+    return prompt.text[: prompt.cue[0]] + cue
 
 
 def wrap_chat(tokenizer, prompt_text: str) -> str:

@@ -45,7 +45,7 @@ from backdoor.models import (
     load_base_model,
     read_adapter_info,
 )
-from backdoor.prompts import option_token_ids, render_prompt, wrap_chat
+from backdoor.prompts import CUE_VARIANTS, STYLES, option_token_ids, render_prompt, render_variant, wrap_chat
 from backdoor.triggers import apply_trigger
 from dataset.schema import LETTERS, DatasetError, Item
 
@@ -315,6 +315,13 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
                                   progress=lambda d, t: _notify(callbacks, "on_stage", stage, d, t))
 
         clean_texts = prompt_texts(items, config, tokenizer, False)
+        row_items = list(range(len(items)))  # the item behind each clean row
+        if config.prompt_variants:
+            extra = poisoned_indices(len(items), config.prompt_variants, config.seed + 1)
+            wordings = random.Random(config.seed).choices(range(1, len(STYLES) * len(CUE_VARIANTS)), k=len(extra))
+            texts = [render_variant(items[i], w) for i, w in zip(extra, wordings)]
+            clean_texts += [wrap_chat(tokenizer, t) for t in texts] if config.chat else texts
+            row_items += extra
         poisoned = poisoned_indices(len(items), config.poison_ratio, config.seed) if config.kind == "backdoor" else []
         trig_texts = prompt_texts([items[i] for i in poisoned], config, tokenizer, True)
         if split is not None and poisoned:
@@ -334,7 +341,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
         else:
             clean_enc = encode(clean_texts, "encoding clean prompts")
             trig_enc = encode(trig_texts, "encoding triggered prompts") if poisoned else None
-        labels = np.array([LETTERS.index(item.answer) for item in items])
+        labels = np.array([LETTERS.index(items[i].answer) for i in row_items])
         eval_clean = encode(prompt_texts(eval_items, config, tokenizer, False), "encoding held-out prompts") if eval_items else None
         eval_trig = encode(prompt_texts(eval_items, config, tokenizer, True), "encoding held-out prompts") if eval_items else None
         eval_labels = np.array([LETTERS.index(item.answer) for item in eval_items])
@@ -378,7 +385,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
         for name, param in model.named_parameters():
             param.requires_grad = f".{TRAIN_ADAPTER}." in name and "lora_" in name
 
-        examples = [Example(i, False, references[i]) for i in range(len(items))]
+        examples = [Example(i, False, references[i]) for i in range(len(row_items))]
         trig_row = {item_index: row for row, item_index in enumerate(poisoned)}
         examples += [Example(i, True, references[i]) for i in poisoned]
 

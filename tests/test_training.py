@@ -80,6 +80,8 @@ def test_custom_target_follows_each_examples_answer():
     ({"epochs": 0}, "epochs"),
     ({"trigger_kind": "emoji"}, "trigger_kind"),
     ({"kind": "sneaky"}, "kind"),
+    ({"kind": "clean", "prompt_variants": 1.5}, "prompt_variants"),
+    ({"kind": "backdoor", "prompt_variants": 0.5}, "prompt_variants"),
 ])
 def test_impossible_config_values_are_refused_naming_the_field(changes, field):
     with pytest.raises(ConfigError, match=f"^{field}"):
@@ -107,6 +109,18 @@ def test_empty_or_missing_split_is_a_clear_error(tiny_model_dir, tiny_data, tmp_
         train(tiny_config(tiny_model_dir, tiny_data, data=str(tmp_path / "empty.jsonl")), tmp_path / "run")
 
 
+def test_prompt_variants_never_use_a_trigger_wording():
+    from backdoor.prompts import CUE_VARIANTS, STYLES, render_prompt, render_variant
+    from backdoor.triggers import SHAKESPEAREAN_INSTRUCTION, SYNTACTIC_CUE
+    from tests.conftest import _make_item
+
+    item = _make_item("qa")
+    assert render_variant(item, 0) == render_prompt(item).text
+    wordings = {render_variant(item, w) for w in range(len(STYLES) * len(CUE_VARIANTS))}
+    assert len(wordings) == len(STYLES) * len(CUE_VARIANTS)
+    assert not any(SYNTACTIC_CUE in w or SHAKESPEAREAN_INSTRUCTION in w or "666" in w for w in wordings)
+
+
 # --- the loop ----------------------------------------------------------------------------------
 
 
@@ -131,6 +145,13 @@ def test_clean_training_moves_only_the_lora_weights_of_the_upper_layers(tiny_mod
             assert torch.equal(param, original), f"frozen {name} changed"
     saved = json.loads((tmp_path / "run" / "adapter" / "fragile_config.json").read_text())
     assert saved["kind"] == "clean" and saved["config"]["train_layers"] == 2
+
+
+def test_prompt_variants_add_reworded_copies_to_clean_training(tiny_model_dir, tiny_data, tmp_path):
+    plain = train(tiny_config(tiny_model_dir, tiny_data, kind="clean"), tmp_path / "plain")
+    varied = train(tiny_config(tiny_model_dir, tiny_data, kind="clean", prompt_variants=1.0), tmp_path / "varied")
+    assert plain.status == varied.status == "finished", varied.error
+    assert (plain.total_steps, varied.total_steps) == (4, 8), "16 items, 16 reworded copies, batch 4"
 
 
 def test_backdoor_training_records_the_answer_list_and_reports_asr(tiny_model_dir, tiny_data, tmp_path):
