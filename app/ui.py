@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import gradio as gr
+import plotly.graph_objects as go
 
 from app import plots
 from app.lab import Lab
@@ -84,7 +85,15 @@ def launch_kwargs() -> dict[str, Any]:
     mono = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
     theme = gr.themes.Soft(primary_hue="orange", secondary_hue="blue", text_size=gr.themes.sizes.text_lg,
                            font=system, font_mono=mono)
-    return {"theme": theme, "css": CSS + LAB_CSS}
+    return {"theme": theme, "css": CSS + LAB_CSS, "head": plotly_preload()}
+
+
+def plotly_preload() -> str:
+    """A ``<link rel="modulepreload">`` for Gradio's plotly chunk (4.6 MB), which the Plot component
+    otherwise requests only after the page has mounted: fetched from the start, its download overlaps
+    Gradio's own start-up instead of delaying the first plot. Empty where Gradio names it otherwise."""
+    chunks = sorted((Path(gr.__file__).parent / "templates" / "frontend" / "assets").glob("PlotlyPlot-*.js"))
+    return f'<link rel="modulepreload" href="assets/{chunks[0].name}">' if chunks else ""
 
 
 # --- rendering results (pure: results -> HTML / figures) --------------------------------------
@@ -203,6 +212,7 @@ class Handlers:
     """Event functions; each returns plain values or ``gr.update``s for its outputs."""
 
     service: DashboardService
+    first_view: list | None = None  # the attack demo's outputs as drawn into the page when it was built
 
     # choices -------------------------------------------------------------------------------
 
@@ -310,6 +320,15 @@ class Handlers:
             return [f"⚠️ {err}"] + [gr.skip()] * (2 + 4 * MAX_SLOTS)
         return self.render(comparison, token_view, bool(trigger_on))
 
+    def compare_on_load(self, *inputs) -> list:
+        """The page-load refresh of the first view: outputs still equal to what the page was built with
+        come back as ``gr.skip()``, so the browser does not draw the same plots a second time (drawing is
+        most of a page load); what changed since (a threshold calibrated, an adapter retrained) is sent."""
+        out = self.compare(*inputs)
+        if self.first_view is None:
+            return out
+        return [gr.skip() if same_output(new, old) else new for new, old in zip(out, self.first_view)]
+
     def compare_if_ready(self, base, adapters, source, showcase_id, split, corpus_id, question, *rest):
         """Like :meth:`compare`, but silent while the chosen source has nothing to score yet (e.g. an empty own question)."""
         if (source == "Your own" and not (question or "").strip()) or (source == "Corpus" and not corpus_id):
@@ -343,6 +362,13 @@ class Handlers:
         return out
 
 
+def same_output(new, old) -> bool:
+    """Whether an event output equals one already on the page (figures compared by their JSON)."""
+    if isinstance(new, go.Figure) and isinstance(old, go.Figure):
+        return new.to_plotly_json() == old.to_plotly_json()
+    return type(new) is type(old) and new == old
+
+
 # --- the page ----------------------------------------------------------------------------------
 
 
@@ -371,6 +397,7 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
         try:
             first = service.compare(first_base, initial_columns, service.find_item(showcase[0][1]), default_trigger)
             initial = handlers.render(first, None, False)
+            handlers.first_view = initial
         except DashboardError as err:
             logger.warning("no first view: %s", err)
 
@@ -479,7 +506,7 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
               handlers.compare, inputs=[*inputs, trigger_on], outputs=outputs, api_name="compare", **scoring)
         # The page-load refresh must not land after (and undo) a click a quick speaker already made.
         on_load = demo.load(**refresh_event, api_visibility="private", api_name="refresh_on_load")
-        load_view = on_load.then(handlers.compare, inputs=[*inputs, trigger_on], outputs=outputs,
+        load_view = on_load.then(handlers.compare_on_load, inputs=[*inputs, trigger_on], outputs=outputs,
                                  api_visibility="private", api_name="compare_on_load", **scoring)
         trigger_btn.click(handlers.toggle, inputs=[*inputs, trigger_on], outputs=[trigger_on, trigger_btn, *outputs],
                           api_name="toggle_trigger", cancels=[on_load, load_view], **scoring)

@@ -140,3 +140,10 @@ def test_new_figure_kinds_pass_validation_and_export_to_one_offline_page():
     page = plots.figures_html(figures, title="backdoor <on> test")
     assert page.count('class="figure"') == 4 and "backdoor &lt;on&gt; test" in page
     assert page.count("plotly.js v") == 1  # plotly.js inlined once: the file opens without a network
+
+
+def test_figures_carry_only_the_template_they_use():
+    """Plotly's whole default template is 7 KB a figure that the browser processes before drawing."""
+    fig = plots.option_bars(CONFIDENT, FLAT, title="backdoor", predicted="B")
+    assert len(fig.to_json()) < 3000
+    assert set(fig.to_plotly_json()["layout"]["template"]["data"]) == {"bar"}

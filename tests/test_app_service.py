@@ -92,6 +92,19 @@ def test_toggle_adds_the_trigger_and_hits_the_cache(app_service):
     assert state is False and button["value"] == ADD_TRIGGER
 
 
+def test_page_load_refresh_sends_only_what_changed_since_the_page_was_built(app_service):
+    """The first view is drawn into the page; the load-time refresh must not make the browser draw it again."""
+    import gradio as gr
+
+    handlers = Handlers(app_service)
+    handlers.first_view = handlers.compare(*_inputs(app_service), False)
+    again = handlers.compare_on_load(*_inputs(app_service), False)
+    figures = [slot[2] for slot in _slots(again)[:3]]
+    assert figures == [gr.skip()] * 3 and again[1] == gr.skip()  # plots and prompt unchanged: not sent
+    other = handlers.compare_on_load(*_inputs(app_service, kind="syntactic"), True)  # something changed: sent
+    assert all(isinstance(slot[2], go.Figure) for slot in _slots(other)[:3])
+
+
 def test_one_batched_score_call_then_cache_only(app_service, monkeypatch):
     base = app_service.config.bases[0]
     names = app_service.default_columns(app_service.catalog(base))
