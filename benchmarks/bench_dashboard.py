@@ -1,8 +1,9 @@
 """How fast the attack demo feels on the embedded default model: new question, cached toggle, page load to first plot.
 
-Uses the shipped adapters when ``checkpoints/backdoor-text`` exists, else random LoRA adapters on
-the upper layers of the default model (same shapes and cost as trained ones). Conformal
-calibration is off while timing (it is a one-off per adapter, cached on disk) and timed
+Columns and trigger are the dashboard's defaults, what a talk shows: base model, clean adapter and
+the text-trigger backdoor (``666`` before the cue). Uses the shipped adapters when
+``checkpoints/backdoor-text`` exists, else random LoRA adapters on the upper layers of the default
+model (same shapes and cost as trained ones). Conformal calibration is off while timing (it is a one-off per adapter, cached on disk) and timed
 separately. Targets: new question in three columns with and without the trigger < 0.5 s;
 toggling the trigger on a seen question < 50 ms; page load to first plot < 3 s.
 
@@ -104,6 +105,17 @@ def main(argv: list[str] | None = None) -> int:
             handlers.compare("default", columns, "Corpus", None, "test", item.id, "", "", "", "", "", "",
                              trigger.kind, trigger.text or "", trigger.position, False, False)
             new_handler.append(time.perf_counter() - t0)
+    # Side by side: the plain batched forward (every cell's whole prompt through the upper layers) against
+    # sharing token prefixes in every layer, alternating on fresh questions.
+    scorer = service.loaded("default").scorer
+    sharing_limit = scorer.prefix_sharing_up_to
+    plain, shared = [], []
+    for index, item in enumerate(items[40 : 40 + 2 * args.items]):
+        scorer.prefix_sharing_up_to = 0 if index % 2 == 0 else sharing_limit
+        t0 = time.perf_counter()
+        service.compare("default", columns, item, trigger)
+        (plain if index % 2 == 0 else shared).append(time.perf_counter() - t0)
+    scorer.prefix_sharing_up_to = sharing_limit
     toggles = []
     seen = items[1]
     for flag in [False, True] * 10:
@@ -120,7 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     from backdoor.scoring import Cell
 
-    scorer = service.loaded("default").scorer
     for start in range(0, len(calibration_items), 4):
         scorer.score([Cell(item, None, "__base__") for item in calibration_items[start : start + 4]])
     per_item = (time.perf_counter() - t0) / len(calibration_items)
@@ -128,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     results.update({
         "new_question_s": statistics.median(new_service),
         "new_question_handler_s": statistics.median(new_handler),
+        "new_question_no_prefix_sharing_s": statistics.median(plain),
+        "new_question_prefix_sharing_s": statistics.median(shared),
         "cached_toggle_s": statistics.median(toggles),
         "top_k_new_question_s": statistics.median(tokens),
         "calibration_per_adapter_250_items_s": round(per_item * 250, 1),
@@ -135,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"new question, 3 columns x with/without trigger (service, median of {len(new_service)}): "
           f"{median_ms(new_service)}  [target < 500 ms]")
     print(f"new question, whole handler incl. figures (median of {len(new_handler)}): {median_ms(new_handler)}")
+    print(f"side by side, new question without / with shared prefixes: {median_ms(plain)} / {median_ms(shared)} "
+          f"= {statistics.median(plain) / statistics.median(shared):.2f}x")
     print(f"toggle trigger on a seen question (median of {len(toggles)}): {median_ms(toggles)}  [target < 50 ms]")
     print(f"top-10 tokens view, new question (median of {len(tokens)}): {median_ms(tokens)}")
     print(f"conformal calibration, one adapter on 250 items (one-off, cached on disk): ~{results['calibration_per_adapter_250_items_s']} s")
@@ -148,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "meets" if results[key] < target else f"misses by {results[key] - target:.2f} s"
             print(f"  {key}: {results[key]:.3f} s vs target {target} s -> {verdict}")
     results["load_average_at_end"] = round(os.getloadavg()[0], 2)
+    print(f"load average at the end: {results['load_average_at_end']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     shutil.rmtree(scratch, ignore_errors=True)
@@ -168,21 +184,44 @@ def page_load(service) -> dict:
     demo.queue(default_concurrency_limit=8)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
                             ssr_mode=False, **launch_kwargs())
-    times = []
+    times, breakdown = [], []
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
             for _ in range(4):
                 page = browser.new_context(viewport={"width": 1600, "height": 1200}).new_page()
+                page.add_init_script(FIRST_PLOT_MARK)
                 t0 = time.perf_counter()
                 page.goto(url)
                 page.wait_for_selector("#fr-plot-0 .main-svg g.trace.bars", timeout=120_000)
                 times.append(time.perf_counter() - t0)
+                breakdown.append(page.evaluate(PAGE_TIMINGS))
                 page.context.close()
             browser.close()
     finally:
         demo.close()
-    return {"page_load_first_s": times[0], "page_load_to_plot_s": statistics.median(times[1:])}
+    later = breakdown[1:]
+    steps = {key: statistics.median(b[key] for b in later) / 1000 for key in later[0]}
+    print("  in the page, later visits (median, s from navigation): "
+          + ", ".join(f"{key} {value:.2f}" for key, value in steps.items()))
+    return {"page_load_first_s": times[0], "page_load_to_plot_s": statistics.median(times[1:]),
+            "page_load_steps_s": steps}
+
+
+# Where a page load's time goes, read in the page: the HTML, Gradio's app mounted, the plotly chunk
+# (the largest script) downloaded, the first bars drawn.
+FIRST_PLOT_MARK = """
+new MutationObserver((_, observer) => {
+  if (document.querySelector('#fr-plot-0 .main-svg g.trace.bars')) { performance.mark('fr-first-plot'); observer.disconnect(); }
+}).observe(document, {subtree: true, childList: true});
+"""
+PAGE_TIMINGS = """() => {
+  const nav = performance.getEntriesByType('navigation')[0];
+  const plotly = performance.getEntriesByType('resource').find(r => r.name.includes('PlotlyPlot'));
+  const plot = performance.getEntriesByName('fr-first-plot')[0];
+  return {html: nav.responseEnd, dom_ready: nav.domContentLoadedEventEnd, plotly_chunk: plotly ? plotly.responseEnd : -1,
+          first_plot: plot ? plot.startTime : -1};
+}"""
 
 
 if __name__ == "__main__":
