@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import app.__main__  # noqa: E402,F401 - the app's thread settings (set before torch starts), as the served app has them
 
 TARGETS = {"new_question_s": 0.5, "cached_toggle_s": 0.05, "page_load_to_plot_s": 3.0}
 
@@ -77,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     results: dict = {"adapters": "shipped" if shipped else "random LoRA (upper half of layers)",
-                     "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                     "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "cpus": os.cpu_count(),
                      "load_average_at_start": round(os.getloadavg()[0], 2)}
-    print(f"adapters: {results['adapters']}; torch threads: {results['torch_threads']}; cpus: {results['cpus']}; "
+    print(f"adapters: {results['adapters']}; torch threads: {results['torch_threads']} "
+          f"(OMP_WAIT_POLICY {results['omp_wait_policy']}); cpus: {results['cpus']}; "
           f"load average {results['load_average_at_start']} (other work on the machine slows every number)")
 
     service = DashboardService(ServiceConfig(adapters_dir=str(adapters_dir), calibration="off"))
