@@ -121,7 +121,7 @@ class Scorer:
         self._lock = threading.RLock()
         self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._cache_size = cache_size
-        self.prefix_sharing_up_to = 4  # distinct prompts per call scored one by one with shared prefixes
+        self.prefix_sharing_up_to = 4  # up to this many distinct prompts per chunk share prefixes; more: padded batches
         self._states: OrderedDict[tuple[str, int], torch.Tensor] = OrderedDict()  # lower-layer states by text
         self._states_size = 512
         # Keys and values of the latest prompts per (routing, split): "lower" for the shared lower layers,
@@ -242,14 +242,15 @@ class Scorer:
 
     def _lower_states(self, unique: list[str], split: int) -> dict[str, torch.Tensor]:
         """Lower-layer states [T, H] per text, cached: other adapters, triggers and questions seen
-        before reuse them. A few new texts (one question with and without its trigger) are computed
-        one by one sharing their common prefix; many are computed in left-padded batches."""
+        before reuse them. A few new texts (one question with and without its trigger) are computed in
+        one forward that runs their common prefix once (and none of a prefix run before, such as the
+        last question's instruction); many are computed in left-padded batches."""
         found = {t: self._states[(t, split)] for t in unique if (t, split) in self._states}
         todo = [t for t in unique if t not in found]
         if todo:
             if len(todo) <= self.prefix_sharing_up_to:
                 ids = [torch.tensor(self.tokenizer(text)["input_ids"]) for text in todo]
-                with self._base_rows(1):  # one prompt per forward
+                with self._base_rows(1):  # one batch row: the prompts side by side in one sequence
                     computed = lower_states_sharing_prefixes(self.model, ids, split,
                                                              earlier=self._prefix_runs("lower", split))
             else:
