@@ -187,7 +187,8 @@ class JobRegistry:
         process = subprocess.Popen(
             [sys.executable, "-m", "backdoor.jobs", "worker", "--root", str(self.root), "--adapters", str(self.adapters_dir)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            cwd=os.getcwd(), env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            # The worker trains beside a serving dashboard: idle OpenMP threads must sleep, not spin on shared cores.
+            cwd=os.getcwd(), env={"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "PYTHONUNBUFFERED": "1"})
         lock.write_text(str(process.pid))
         return process.pid
 
