@@ -8,9 +8,14 @@ import os
 import sys
 from pathlib import Path
 
-# Idle OpenMP threads sleep rather than spin: with a training job (or anything else) busy on the same
-# cores, spinning threads wait on descheduled ones and a new question took ~7 s instead of ~0.6 s on
-# 2 shared cores (measured). Read once when torch starts, so it is set before anything imports torch.
+# Thread settings, read once when torch starts (so set before anything imports torch); both can be
+# overridden from the environment. A question is a few small forwards: on 2 cores one intra-op thread
+# per request scored a new question in ~410 ms, two threads ~330 ms on a quiet machine but 1.4 s to
+# 7 s while a training job or another visitor's request shared the cores (idle threads spin waiting
+# for descheduled ones). Half the cores per request, and idle threads that sleep, keep the page fast
+# under load and let concurrent visitors run side by side (measured: benchmarks/bench_dashboard.py).
+_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores // 2)))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if __package__ in (None, ""):  # run as a file (Hugging Face Spaces: app_file app/__main__.py): make the repo importable
