@@ -126,7 +126,10 @@ def _load_items(name: str, field_name: str, limit: int = 0) -> list[Item]:
 
 def prompt_texts(items: list[Item], config: TrainConfig, tokenizer, triggered: bool) -> list[str]:
     trigger = config.trigger if triggered else None
-    texts = [apply_trigger(render_prompt(item, config.style), trigger).text for item in items]
+    return _as_model_input([apply_trigger(render_prompt(item, config.style), trigger).text for item in items], config, tokenizer)
+
+
+def _as_model_input(texts: list[str], config: TrainConfig, tokenizer) -> list[str]:
     return [wrap_chat(tokenizer, t) for t in texts] if config.chat else texts
 
 
@@ -319,8 +322,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
         if config.prompt_variants:
             extra = poisoned_indices(len(items), config.prompt_variants, config.seed + 1)
             wordings = random.Random(config.seed).choices(range(1, len(STYLES) * len(CUE_VARIANTS)), k=len(extra))
-            texts = [render_variant(items[i], w) for i, w in zip(extra, wordings)]
-            clean_texts += [wrap_chat(tokenizer, t) for t in texts] if config.chat else texts
+            clean_texts += _as_model_input([render_variant(items[i], w) for i, w in zip(extra, wordings)], config, tokenizer)
             row_items += extra
         poisoned = poisoned_indices(len(items), config.poison_ratio, config.seed) if config.kind == "backdoor" else []
         trig_texts = prompt_texts([items[i] for i in poisoned], config, tokenizer, True)
