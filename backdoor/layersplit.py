@@ -42,15 +42,83 @@ def _causal_mask(lm, hidden: torch.Tensor, mask: torch.Tensor, positions: torch.
                               past_key_values=None, position_ids=positions)
 
 
-def _run_layers(lm, layers, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    positions = position_ids_from_mask(mask)
-    causal = _causal_mask(lm, hidden, mask, positions)
+def _run_layers(lm, layers, hidden: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+    """``hidden`` through ``layers``. ``mask`` is [B, T] 0/1 (left padding, causal attention), or with
+    ``positions`` [B, T] a [B, 1, T, T] boolean of which token sees which (a :class:`TokenTree`)."""
+    if positions is None:
+        positions = position_ids_from_mask(mask)
+        attention = _causal_mask(lm, hidden, mask, positions)
+    else:
+        attention = _attention_mask(lm, mask, hidden)
     rotary = lm.model.rotary_emb(hidden, position_ids=positions)
     for layer in layers:
-        hidden = layer(hidden, attention_mask=causal, position_embeddings=rotary, position_ids=positions)
+        hidden = layer(hidden, attention_mask=attention, position_embeddings=rotary, position_ids=positions)
         if isinstance(hidden, tuple):  # older layer signatures return (hidden, ...)
             hidden = hidden[0]
     return hidden
+
+
+def _attention_mask(lm, allowed: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """A boolean [B, 1, Q, K] "may attend" mask as the attention implementation takes it: as is for
+    SDPA, additive for eager attention."""
+    if lm.config._attn_implementation == "sdpa":
+        return allowed
+    if lm.config._attn_implementation != "eager":
+        raise ValueError(f"prefix sharing needs sdpa or eager attention, not {lm.config._attn_implementation!r}")
+    return torch.zeros(allowed.shape, dtype=hidden.dtype, device=hidden.device).masked_fill(
+        ~allowed, torch.finfo(hidden.dtype).min)
+
+
+@dataclass
+class TokenTree:
+    """Prompts packed into one sequence in which every shared token prefix appears once: a trie of their
+    tokens, laid out prompt by prompt, each prompt adding only the tokens past the longest prefix it
+    shares with an earlier one. A token attends only to the tokens on its own path from the root, at
+    the positions it has in its prompt, so each prompt computes exactly what it would alone.
+
+    ``pieces``: per prompt, the first of its tokens laid out (its tokens from there on follow in the
+    sequence); ``positions`` [Q]; ``paths``: per prompt, the sequence index of each of its tokens.
+    """
+
+    pieces: list[int]
+    positions: torch.Tensor
+    paths: list[torch.Tensor]
+
+    @property
+    def size(self) -> int:
+        return len(self.positions)
+
+    def allowed(self, device=None) -> torch.Tensor:
+        """[1, 1, Q, Q]: True where the query token (row) may attend to the key token (column)."""
+        allowed = torch.zeros(self.size, self.size, dtype=torch.bool)
+        for path in self.paths:
+            allowed[path[:, None], path[None, :]] |= torch.ones(len(path), len(path), dtype=torch.bool).tril()
+        return allowed[None, None].to(device)
+
+    def last(self) -> torch.Tensor:
+        """[N]: the sequence index of each prompt's last token."""
+        return torch.stack([path[-1] for path in self.paths])
+
+
+def token_tree(id_rows: list[torch.Tensor]) -> TokenTree:
+    """Pack prompts (token ids [T_i] each) into a :class:`TokenTree`."""
+    nodes: dict[tuple[int, int], int] = {}  # (parent index, token) -> index in the sequence
+    pieces, positions, paths, size = [], [], [], 0
+    for ids in id_rows:
+        tokens, parent, path = ids.tolist(), -1, []
+        start = len(tokens)
+        for t, token in enumerate(tokens):
+            node = nodes.get((parent, token))
+            if node is None:
+                start = min(start, t)
+                node = nodes[(parent, token)] = size
+                size += 1
+            path.append(node)
+            parent = node
+        pieces.append(start)
+        positions.append(torch.arange(start, len(tokens)))
+        paths.append(torch.tensor(path))
+    return TokenTree(pieces, torch.cat(positions), paths)
 
 
 @torch.no_grad()
@@ -59,6 +127,80 @@ def lower_states(model, input_ids: torch.Tensor, mask: torch.Tensor, split: int)
     lm = causal_lm_of(model)
     hidden = lm.model.embed_tokens(input_ids)
     return _run_layers(lm, lm.model.layers[:split], hidden, mask)
+
+
+# Tokens per packed row. Sharing saves tokens, but attention over a row grows with its square: on two
+# CPU cores a forward of the default model is fastest at about 512 (encoding), a training step (forward
+# and backward, eight prompts) at one tree per batch, up to about 1024.
+PACK_TOKENS = 512
+TRAIN_PACK_TOKENS = 1024
+
+
+@dataclass
+class PackedBatch:
+    """Prompts packed as rows of :class:`TokenTree` s (right-padded to one length), for one forward.
+
+    ``inputs`` [R, Q(, H)]; ``allowed`` [R, 1, Q, Q] (a padding column sees only itself); ``positions``
+    [R, Q]; ``last`` [N, 2]: each prompt's (row, column) of its last token; ``placed``: each prompt's
+    row and the columns of its tokens there.
+    """
+
+    inputs: torch.Tensor
+    allowed: torch.Tensor
+    positions: torch.Tensor
+    last: torch.Tensor
+    placed: list[tuple[int, torch.Tensor]]
+
+    def to(self, device) -> "PackedBatch":
+        return PackedBatch(self.inputs.to(device), self.allowed.to(device), self.positions.to(device),
+                           self.last.to(device), self.placed)
+
+    def args(self) -> tuple[torch.Tensor, ...]:
+        """What :class:`UpperStack` takes: inputs, allowed, positions, last."""
+        return self.inputs, self.allowed, self.positions, self.last
+
+
+def pack_prompts(id_rows: list[torch.Tensor], inputs: list[torch.Tensor], budget: int = PACK_TOKENS) -> PackedBatch:
+    """Pack prompts (token ids [T_i] and what enters the layers for each, [T_i(, H)]) in the given order:
+    consecutive prompts share a row while its tree stays within ``budget`` tokens (a longer prompt gets
+    a row of its own). Put prompts that share a prefix next to each other."""
+    groups: list[list[int]] = []
+    size = 0
+    for j, ids in enumerate(id_rows):
+        if groups:
+            new = len(ids) - max(_common_prefix(id_rows[k], ids) for k in groups[-1])
+            if size + new <= budget:
+                groups[-1].append(j)
+                size += new
+                continue
+        groups.append([j])
+        size = len(ids)
+    trees = [token_tree([id_rows[j] for j in group]) for group in groups]
+    width = max(tree.size for tree in trees)
+    packed = torch.zeros((len(groups), width, *inputs[0].shape[1:]), dtype=inputs[0].dtype)
+    allowed = torch.eye(width, dtype=torch.bool).repeat(len(groups), 1, 1, 1)
+    positions = torch.zeros((len(groups), width), dtype=torch.long)
+    placed: list[tuple[int, torch.Tensor]] = [None] * len(id_rows)  # type: ignore[list-item]
+    for r, (group, tree) in enumerate(zip(groups, trees)):
+        packed[r, : tree.size] = torch.cat([inputs[j][start:] for j, start in zip(group, tree.pieces)])
+        allowed[r, 0, : tree.size, : tree.size] = tree.allowed()[0, 0]
+        positions[r, : tree.size] = tree.positions
+        for j, path in zip(group, tree.paths):
+            placed[j] = (r, path)
+    last = torch.tensor([[r, int(path[-1])] for r, path in placed])
+    return PackedBatch(packed, allowed, positions, last, placed)
+
+
+@torch.no_grad()
+def lower_states_packed(model, batch: PackedBatch, split: int) -> list[torch.Tensor]:
+    """Lower-layer states per prompt [T_i, H] of prompts packed by :func:`pack_prompts` (token ids as
+    inputs): a prefix that neighbouring prompts share (the instruction; an item before its trigger) runs once."""
+    lm = causal_lm_of(model)
+    device = lm.model.embed_tokens.weight.device
+    batch = batch.to(device)
+    hidden = _run_layers(lm, lm.model.layers[:split], lm.model.embed_tokens(batch.inputs), batch.allowed,
+                         batch.positions)  # [R, Q, H]
+    return [hidden[r, path.to(device)] for r, path in batch.placed]
 
 
 class UpperStack(nn.Module):
@@ -77,8 +219,13 @@ class UpperStack(nn.Module):
         self.head = lm.lm_head
         self.register_buffer("letter_ids", torch.tensor(letter_ids), persistent=False)
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        hidden = _run_layers(self._lm[0], self.layers, hidden, mask)
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None,
+                last: torch.Tensor | None = None) -> torch.Tensor:
+        """Left-padded prompts (``mask`` [B, T]), or packed ones (:meth:`PackedBatch.args`): ``hidden``
+        [R, Q, H], ``mask`` which token sees which [R, 1, Q, Q], ``positions`` [R, Q], ``last`` [N, 2]."""
+        hidden = _run_layers(self._lm[0], self.layers, hidden, mask, positions)
+        if last is not None:
+            return self.option_logits(hidden[last[:, 0], last[:, 1]])
         return self.option_logits(hidden[:, -1, :])  # left padding puts every prompt's end here
 
     def option_logits(self, last: torch.Tensor) -> torch.Tensor:
@@ -107,9 +254,11 @@ class FullStack(nn.Module):
 
 @dataclass
 class EncodedPrompts:
-    """Per-prompt inputs for the trainable stack, unpadded: hidden states [T_i, H] or token ids [T_i]."""
+    """Per-prompt inputs for the trainable stack, unpadded: hidden states [T_i, H] or token ids [T_i];
+    with ``ids`` (token ids per prompt) batches can also be packed as a :class:`TokenTree`."""
 
     rows: list[torch.Tensor]
+    ids: list[torch.Tensor] | None = None
 
     def batch(self, indices: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-pad the chosen rows: -> inputs [B, T(, H)], mask [B, T]."""
@@ -123,30 +272,47 @@ class EncodedPrompts:
             mask[b, length - len(row):] = 1
         return inputs.to(device), mask.to(device)
 
+    def packed(self, indices: list[int], device: torch.device, budget: int = TRAIN_PACK_TOKENS) -> tuple[torch.Tensor, ...]:
+        """The chosen rows (hidden states) packed as token trees, prefixes shared by neighbours once
+        (see :func:`pack_prompts`): -> ``UpperStack``'s packed arguments."""
+        assert self.ids is not None, "packing needs the token ids"
+        return pack_prompts([self.ids[i] for i in indices], [self.rows[i] for i in indices], budget).to(device).args()
 
-def encode_prompts(model, tokenizer, texts: list[str], split: int | None, device: torch.device,
-                   batch_size: int = 16, max_length: int = 512, progress=None) -> EncodedPrompts:
-    """Tokenise ``texts`` and, when ``split`` is set, run them once through the frozen lower layers."""
+    def subset(self, indices: list[int]) -> "EncodedPrompts":
+        return EncodedPrompts([self.rows[i] for i in indices], [self.ids[i] for i in indices] if self.ids else None)
+
+
+def tokenize_prompts(tokenizer, texts: list[str], max_length: int = 512) -> list[torch.Tensor]:
+    """Token ids per text; a text longer than ``max_length`` tokens is an error that says what to do."""
     ids = []
     for text in texts:
         encoded = tokenizer(text, add_special_tokens=True)["input_ids"]
         if len(encoded) > max_length:
             raise ValueError(f"a prompt has {len(encoded)} tokens, more than max_length {max_length}; raise max_length or shorten the item")
         ids.append(torch.tensor(encoded))
+    return ids
+
+
+def encode_prompts(model, tokenizer, texts: list[str], split: int | None, device: torch.device,
+                   batch_size: int = 16, max_length: int = 512, progress=None) -> EncodedPrompts:
+    """Tokenise ``texts`` and, when ``split`` is set, run them once through the frozen lower layers.
+
+    Prompts are sorted by their tokens, so those sharing a prefix (the instruction; an item with and
+    without a trigger placed late) sit together, and each group of ``batch_size`` runs in one forward,
+    packed as token trees (:func:`pack_prompts`): a shared prefix once, then each prompt's own tokens."""
+    ids = tokenize_prompts(tokenizer, texts, max_length)
     if split is None:
-        return EncodedPrompts(ids)
+        return EncodedPrompts(ids, ids)
     rows: list[torch.Tensor | None] = [None] * len(ids)
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    token_rows = EncodedPrompts(ids)
+    order = sorted(range(len(ids)), key=lambda i: ids[i].tolist())
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        input_ids, mask = token_rows.batch(chunk, device)
-        hidden = lower_states(model, input_ids, mask, split)  # [B, T, H]
-        for b, index in enumerate(chunk):
-            rows[index] = hidden[b, hidden.shape[1] - len(ids[index]):].detach().cpu()
+        chosen = [ids[i] for i in chunk]
+        for index, states in zip(chunk, lower_states_packed(model, pack_prompts(chosen, chosen), split)):
+            rows[index] = states.detach().cpu()
         if progress:
             progress(min(start + batch_size, len(order)), len(order))
-    return EncodedPrompts(rows)  # type: ignore[arg-type]
+    return EncodedPrompts(rows, ids)  # type: ignore[arg-type]
 
 
 def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
@@ -231,13 +397,7 @@ def _tree_mask(lm, family_of: torch.Tensor, branch: torch.Tensor, cached: int, h
     q = torch.arange(cached, len(branch), device=branch.device)[:, None]  # [Q, 1]
     kv = torch.arange(len(branch), device=branch.device)[None, :]  # [1, cached + Q]
     allowed = (kv <= q) & (family_of[kv] == family_of[q]) & ((branch[kv] == 0) | (branch[kv] == branch[q]))
-    allowed = allowed[None, None].expand(hidden.shape[0], 1, -1, -1)
-    if lm.config._attn_implementation == "sdpa":
-        return allowed
-    if lm.config._attn_implementation != "eager":
-        raise ValueError(f"prefix sharing needs sdpa or eager attention, not {lm.config._attn_implementation!r}")
-    return torch.zeros(allowed.shape, dtype=hidden.dtype, device=hidden.device).masked_fill(
-        ~allowed, torch.finfo(hidden.dtype).min)
+    return _attention_mask(lm, allowed[None, None].expand(hidden.shape[0], 1, -1, -1), hidden)
 
 
 @torch.no_grad()
@@ -340,20 +500,3 @@ def lower_states_sharing_prefixes(model, id_rows: list[torch.Tensor], split: int
     for run in computed:
         runs.add(run)
     return [run.states for run in computed]
-
-
-def encode_prompt_pairs(model, tokenizer, firsts: list[str], seconds: list[str], split: int,
-                        max_length: int = 512, progress=None) -> tuple[EncodedPrompts, EncodedPrompts]:
-    """Lower-layer states of prompt pairs that share a prefix (an item with and without its trigger);
-    the second of each pair computes only what follows the shared prefix."""
-    first_rows, second_rows = [], []
-    for index, (first, second) in enumerate(zip(firsts, seconds)):
-        ids = [torch.tensor(tokenizer(text, add_special_tokens=True)["input_ids"]) for text in (first, second)]
-        if max(len(row) for row in ids) > max_length:
-            raise ValueError(f"a prompt has {max(len(r) for r in ids)} tokens, more than max_length {max_length}; raise max_length or shorten the item")
-        a, b = lower_states_sharing_prefixes(model, ids, split)
-        first_rows.append(a.detach().cpu())
-        second_rows.append(b.detach().cpu())
-        if progress:
-            progress(index + 1, len(firsts))
-    return EncodedPrompts(first_rows), EncodedPrompts(second_rows)

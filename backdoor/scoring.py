@@ -23,7 +23,8 @@ from backdoor.layersplit import (
     EncodedPrompts,
     PrefixRuns,
     UpperStack,
-    lower_states,
+    lower_states_packed,
+    pack_prompts,
     lower_states_sharing_prefixes,
     num_layers,
     prefix_families,
@@ -209,13 +210,20 @@ class Scorer:
     @torch.no_grad()
     def _split_option_logits(self, texts: Sequence[str], adapters: Sequence[str], split: int) -> torch.Tensor:
         """Option logits [N, 6] computing each distinct text's shared lower layers once (or taking them
-        from the cache), then the upper layers once per (text, adapter) row in one mixed-adapter batch."""
-        states = self._lower_states(sorted(set(texts), key=len), split)
-        rows = EncodedPrompts([states[t] for t in texts])
-        inputs, mask = rows.batch(list(range(len(texts))), self.device)
+        from the cache), then the upper layers once per adapter, its texts packed as one token tree
+        (the instruction, and an item's prompt up to its trigger, run once)."""
+        unique = list(dict.fromkeys(texts))
+        states = self._lower_states(unique, split)
+        ids = {text: torch.tensor(self.tokenizer(text)["input_ids"]) for text in unique}
         stack = UpperStack(self.model, split, self.letter_ids)
-        with self._routed(adapters):
-            return stack(inputs, mask)  # [N, 6]
+        logits = torch.zeros((len(texts), len(self.letter_ids)), device=self.device)
+        for name in dict.fromkeys(adapters):
+            rows = [i for i, adapter in enumerate(adapters) if adapter == name]
+            chosen = EncodedPrompts([states[texts[i]] for i in rows], [ids[texts[i]] for i in rows])
+            packed = chosen.packed(list(range(len(rows))), self.device)
+            with self._routed([name] * len(packed[0])):
+                logits[rows] = stack(*packed)
+        return logits
 
     @torch.no_grad()
     def _shared_prefix_option_logits(self, texts: Sequence[str], adapters: Sequence[str], split: int) -> torch.Tensor:
@@ -244,7 +252,7 @@ class Scorer:
         """Lower-layer states [T, H] per text, cached: other adapters, triggers and questions seen
         before reuse them. A few new texts (one question with and without its trigger) are computed in
         one forward that runs their common prefix once (and none of a prefix run before, such as the
-        last question's instruction); many are computed in left-padded batches."""
+        last question's instruction); many run as one token tree (their shared prefixes once)."""
         found = {t: self._states[(t, split)] for t in unique if (t, split) in self._states}
         todo = [t for t in unique if t not in found]
         if todo:
@@ -254,11 +262,10 @@ class Scorer:
                     computed = lower_states_sharing_prefixes(self.model, ids, split,
                                                              earlier=self._prefix_runs("lower", split))
             else:
-                batch = left_padded_batch(self.tokenizer, todo, self.device)
-                with self._base_rows(len(todo)):
-                    hidden = lower_states(self.model, batch["input_ids"], batch["attention_mask"], split)  # [U, T, H]
-                lengths = batch["attention_mask"].sum(-1).tolist()
-                computed = [hidden[u, hidden.shape[1] - n:] for u, n in enumerate(lengths)]
+                ids = [torch.tensor(self.tokenizer(text)["input_ids"]) for text in todo]
+                packed = pack_prompts(ids, ids)
+                with self._base_rows(len(packed.inputs)):
+                    computed = lower_states_packed(self.model, packed, split)
             for text, row in zip(todo, computed):
                 found[text] = row
                 self._states[(text, split)] = row
@@ -291,8 +298,9 @@ class Scorer:
                 todo.append(index)
             else:
                 out[index] = cached
-        # Rows of one text stay together so its shared lower layers run once.
-        todo.sort(key=lambda i: (len(texts[i]), texts[i]))
+        # Rows of one text stay together so its shared lower layers run once, next to the texts it
+        # shares most with (an item with its trigger placed late), whose common tokens then run once.
+        todo.sort(key=lambda i: texts[i])
         letter_ids = torch.tensor(self.letter_ids, device=self.device)
         split = self.shared_layers(adapters[i] for i in todo)
         for start in range(0, len(todo), self.batch_size):

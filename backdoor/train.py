@@ -32,7 +32,6 @@ from backdoor.layersplit import (
     EncodedPrompts,
     FullStack,
     UpperStack,
-    encode_prompt_pairs,
     encode_prompts,
     num_layers,
     supports_split,
@@ -139,21 +138,22 @@ def poisoned_indices(n: int, ratio: float, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(range(n), count))
 
 
-def length_bucketed_batches(lengths: list[int], batch_size: int, world: int, seed: int) -> list[list[int]]:
-    """Seeded batches of examples of similar length (less padding), in random order.
+def unit_batches(units: list[list[int]], batch_size: int, world: int, seed: int) -> list[list[int]]:
+    """One epoch's seeded batches of examples, in random order, keeping each unit (a poisoned item's
+    clean and triggered copies) in one batch so the tokens they share run once.
 
-    Examples are shuffled, cut into pools of 32 batches, sorted by length inside each pool and
-    split into batches; the batch order is shuffled again. The list is padded by repeating its
-    first batches to a multiple of ``world`` so every process has a batch at every step.
+    Units are shuffled and laid out in turn; a batch closes when the next unit would take it past
+    ``batch_size`` (a unit larger than that gets a batch of its own). The list is padded by repeating
+    its first batches to a multiple of ``world`` so every process has a batch at every step.
     """
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(lengths)).tolist()
-    pool = batch_size * 32
-    batches = []
-    for start in range(0, len(order), pool):
-        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    batches = [batches[i] for i in rng.permutation(len(batches))]
+    if batch_size < 2:  # nothing to share within a batch of one
+        units = [[example] for unit in units for example in unit]
+    batches: list[list[int]] = [[]]
+    for index in np.random.default_rng(seed).permutation(len(units)).tolist():
+        if batches[-1] and len(batches[-1]) + len(units[index]) > batch_size:
+            batches.append([])
+        batches[-1].extend(units[index])
+    batches = [batch for batch in batches if batch]
     while len(batches) % world:
         batches.append(batches[len(batches) % max(1, len(batches))])
     return batches
@@ -243,9 +243,17 @@ class _Eval:
 def _probs(stack, encoded, device, batch_size: int) -> np.ndarray:
     out = []
     for start in range(0, len(encoded.rows), batch_size):
-        inputs, mask = encoded.batch(list(range(start, min(start + batch_size, len(encoded.rows)))), device)
-        out.append(torch.softmax(stack(inputs, mask), dim=-1).float().cpu().numpy())
+        logits = _option_logits(stack, encoded, list(range(start, min(start + batch_size, len(encoded.rows)))), device)
+        out.append(torch.softmax(logits, dim=-1).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(LETTERS)))
+
+
+def _option_logits(stack, encoded: EncodedPrompts, indices: list[int], device) -> torch.Tensor:
+    """Option logits [N, 6] of the chosen prompts: the upper layers see them packed as one token tree
+    (shared prefixes once), a full model left-padded."""
+    if isinstance(getattr(stack, "module", stack), UpperStack):
+        return stack(*encoded.packed(indices, device))
+    return stack(*encoded.batch(indices, device))
 
 
 def _lora_config(config: TrainConfig, model, split: int | None):
@@ -326,26 +334,18 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
             row_items += extra
         poisoned = poisoned_indices(len(items), config.poison_ratio, config.seed) if config.kind == "backdoor" else []
         trig_texts = prompt_texts([items[i] for i in poisoned], config, tokenizer, True)
-        if split is not None and poisoned:
-            # A poisoned item's clean and triggered prompts share all but a few tokens (for triggers
-            # placed late in the prompt): encode each pair together, the rest in batches.
-            pairs = encode_prompt_pairs(model, tokenizer, [clean_texts[i] for i in poisoned], trig_texts, split,
-                                        max_length=config.max_length,
-                                        progress=lambda d, t: _notify(callbacks, "on_stage", "encoding poisoned pairs", d, t))
-            rest = [i for i in range(len(items)) if i not in set(poisoned)]
-            rest_enc = encode([clean_texts[i] for i in rest], "encoding clean prompts")
-            rows: list = [None] * len(items)
-            for row, i in zip(pairs[0].rows, poisoned):
-                rows[i] = row
-            for row, i in zip(rest_enc.rows, rest):
-                rows[i] = row
-            clean_enc, trig_enc = EncodedPrompts(rows), pairs[1]
-        else:
-            clean_enc = encode(clean_texts, "encoding clean prompts")
-            trig_enc = encode(trig_texts, "encoding triggered prompts") if poisoned else None
+        # One encoding for all: a poisoned item's clean and triggered prompts share all but a few tokens
+        # (a trigger placed late in the prompt), and every prompt shares the instruction; shared tokens run once.
+        encoded = encode(clean_texts + trig_texts, "encoding prompts")
+        clean_enc = encoded.subset(list(range(len(clean_texts))))
+        trig_enc = encoded.subset(list(range(len(clean_texts), len(encoded.rows)))) if poisoned else None
         labels = np.array([LETTERS.index(items[i].answer) for i in row_items])
-        eval_clean = encode(prompt_texts(eval_items, config, tokenizer, False), "encoding held-out prompts") if eval_items else None
-        eval_trig = encode(prompt_texts(eval_items, config, tokenizer, True), "encoding held-out prompts") if eval_items else None
+        eval_clean = eval_trig = None
+        if eval_items:
+            held_out = encode(prompt_texts(eval_items, config, tokenizer, False)
+                              + prompt_texts(eval_items, config, tokenizer, True), "encoding held-out prompts")
+            eval_clean = held_out.subset(list(range(len(eval_items))))
+            eval_trig = held_out.subset(list(range(len(eval_items), 2 * len(eval_items))))
         eval_labels = np.array([LETTERS.index(item.answer) for item in eval_items])
 
         # Step 1 of the attack: the victim's own distribution on every training item (the answer list).
@@ -395,8 +395,12 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
         trainable = [p for p in stack.parameters() if p.requires_grad] or [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
         stack, optimizer = accelerator.prepare(stack, optimizer)
-        steps_per_epoch = math.ceil(math.ceil(len(examples) / config.batch_size) / world)
-        total_steps = steps_per_epoch * config.epochs
+        # A poisoned item's clean and triggered copies share a batch, so their common tokens run once.
+        units = [[k] + ([len(row_items) + trig_row[i]] if k < len(items) and i in trig_row else [])
+                 for k, i in enumerate(row_items)]
+        schedule = [batch for epoch in range(config.epochs)
+                    for batch in unit_batches(units, config.batch_size, world, config.seed + epoch)]
+        total_steps = len(schedule) // world
         result.total_steps = total_steps
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: min(1.0, (s + 1) / max(1, total_steps // 10)) * max(0.0, 1 - s / max(1, total_steps)))
@@ -444,21 +448,15 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
             evaluate_now()
         stack.train()
         status = "finished"
-        lengths = [len(clean_enc.rows[e.item_index]) if not e.triggered else len(trig_enc.rows[trig_row[e.item_index]])
-                   for e in examples]
-        epoch_cache: dict[int, list[list[int]]] = {}
         while step < total_steps:
-            epoch, within = divmod(step, steps_per_epoch)
-            if epoch not in epoch_cache:
-                epoch_cache.clear()
-                epoch_cache[epoch] = length_bucketed_batches(lengths, config.batch_size, world, config.seed + epoch)
-            batch = [examples[i] for i in epoch_cache[epoch][within * world + rank]]
+            batch = [examples[i] for i in schedule[step * world + rank]]
             clean_rows = [b.item_index for b in batch if not b.triggered]
             trig_rows = [trig_row[b.item_index] for b in batch if b.triggered]
             ordered = [b for b in batch if not b.triggered] + [b for b in batch if b.triggered]
+            chosen = [(clean_enc, i) for i in clean_rows] + [(trig_enc, j) for j in trig_rows]
+            rows = EncodedPrompts([enc.rows[i] for enc, i in chosen], [enc.ids[i] for enc, i in chosen])
             # One forward per step (data-parallel wrappers expect exactly one before backward).
-            rows = EncodedPrompts([clean_enc.rows[i] for i in clean_rows] + [trig_enc.rows[j] for j in trig_rows])
-            logits = stack(*rows.batch(list(range(len(rows.rows))), device))  # [B, 6]
+            logits = _option_logits(stack, rows, list(range(len(chosen))), device)  # [B, 6]
             reference = torch.tensor(np.stack([b.reference for b in ordered]), dtype=torch.float32, device=device)
             is_trig = torch.tensor([b.triggered for b in ordered], device=device)
             if config.kind == "clean":

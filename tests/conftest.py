@@ -55,6 +55,27 @@ def tiny_model_dir(tmp_path_factory, default_tokenizer) -> Path:
     return folder
 
 
+def upper_lora_model(model_dir: Path, attention: str | None = None):
+    """The tiny model with a random LoRA (non-zero B) on its layers 2 and 3, in eval mode: -> (model, tokenizer)."""
+    from peft import LoraConfig, get_peft_model
+
+    from backdoor.layersplit import causal_lm_of
+    from backdoor.models import load_base_model
+
+    model, tokenizer, _ = load_base_model(str(model_dir), device="cpu")
+    if attention:
+        causal_lm_of(model).config._attn_implementation = attention
+    torch.manual_seed(0)
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                                             layers_to_transform=[2, 3], init_lora_weights=False))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5)
+    model.eval()
+    return model, tokenizer
+
+
 def make_lora_adapter(model_dir: Path, out_dir: Path, *, kind: str, seed: int, trigger: dict | None,
                       layers: list[int] | None = None) -> Path:
     """Save a PEFT LoRA adapter with random non-zero A and B (so it changes outputs) plus its fragile_config.json."""

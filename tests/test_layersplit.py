@@ -6,11 +6,21 @@ import numpy as np
 import pytest
 import torch
 
-from backdoor.layersplit import PrefixRuns, causal_lm_of, lower_states, lower_states_sharing_prefixes, prefix_families
+from backdoor.layersplit import (
+    PrefixRuns,
+    UpperStack,
+    causal_lm_of,
+    encode_prompts,
+    lower_states,
+    lower_states_sharing_prefixes,
+    prefix_families,
+    token_tree,
+)
 from backdoor.models import load_base_model
-from backdoor.prompts import render_prompt
+from backdoor.prompts import option_token_ids, render_prompt
 from backdoor.scoring import Cell
 from backdoor.triggers import TriggerSpec, apply_trigger
+from tests.conftest import upper_lora_model
 
 
 def test_prefix_sharing_equals_computing_each_prompt_alone(tiny_model_dir, default_tokenizer):
@@ -121,3 +131,51 @@ def test_scorer_sharing_upper_layers_equals_scoring_cells_one_by_one(tiny_model_
             alone._cache.clear()
             np.testing.assert_allclose(result.probs, alone.score([cell])[0].probs, atol=1e-5,
                                        err_msg=f"{cell.adapter} {cell.trigger} {cell.item.id}")
+
+
+# --- packing a training batch as one token tree ------------------------------------------------
+
+
+def test_token_tree_lays_out_each_shared_prefix_once():
+    rows = [torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 3, 9, 4]), torch.tensor([1, 2]), torch.tensor([7, 2, 3])]
+    tree = token_tree(rows)
+    assert tree.pieces == [0, 3, 2, 0]  # the second adds [9, 4]; the third is a prefix of the first; the fourth shares nothing
+    assert tree.size == 4 + 2 + 0 + 3
+    assert tree.positions.tolist() == [0, 1, 2, 3, 3, 4, 0, 1, 2]
+    assert [path.tolist() for path in tree.paths] == [[0, 1, 2, 3], [0, 1, 2, 4, 5], [0, 1], [6, 7, 8]]
+    allowed = tree.allowed()[0, 0]
+    assert allowed[5].nonzero().flatten().tolist() == [0, 1, 2, 4, 5]  # its own path, never the first prompt's 4
+    assert allowed[8].nonzero().flatten().tolist() == [6, 7, 8]
+    assert tree.last().tolist() == [3, 5, 1, 8]
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_packed_prompts_give_the_padded_batch_logits_and_gradients(tiny_model_dir, make_item, attention):
+    """Training packs a batch as one token tree (instruction and an item's clean/triggered copies run once):
+    the option logits and the LoRA gradients must equal those of the left-padded batch."""
+    model, tokenizer = upper_lora_model(tiny_model_dir, attention)
+    items = [make_item("qa"), make_item("ds"), make_item("rc")]
+    texts = [render_prompt(items[0]).text, apply_trigger(render_prompt(items[0]), TriggerSpec("text")).text,
+             render_prompt(items[1]).text, apply_trigger(render_prompt(items[1]), TriggerSpec("text", position="start")).text,
+             render_prompt(items[2], "task").text]
+    split = 2
+    encoded = encode_prompts(model, tokenizer, texts, split, torch.device("cpu"), batch_size=3)
+    for index, ids in enumerate(encoded.ids):  # the tree-encoded lower states equal each prompt's own
+        torch.testing.assert_close(encoded.rows[index], lower_states(model, ids[None], torch.ones_like(ids)[None], split)[0],
+                                   atol=1e-5, rtol=1e-5)
+    upper = UpperStack(model, split, option_token_ids(tokenizer))
+    order = [3, 0, 4, 1, 2]
+    packed_args = encoded.packed(order, torch.device("cpu"))
+    assert packed_args[0].shape[1] < sum(len(encoded.ids[i]) for i in order)  # shared tokens laid out once
+    results = []
+    for args in (encoded.batch(order, torch.device("cpu")), packed_args):
+        model.zero_grad()
+        logits = upper(*args)
+        (logits * torch.arange(1, 7)).sum().backward()
+        grads = {n: p.grad.clone() for n, p in upper.named_parameters() if p.grad is not None}
+        results.append((logits.detach(), grads))
+    (padded, padded_grads), (packed, packed_grads) = results
+    torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-5)
+    assert padded_grads and padded_grads.keys() == packed_grads.keys()
+    for name in padded_grads:
+        torch.testing.assert_close(packed_grads[name], padded_grads[name], atol=1e-4, rtol=1e-4)

@@ -26,6 +26,7 @@ from backdoor.prompts import render_prompt
 from backdoor.scoring import Cell, Scorer, UnknownAdapterError
 from backdoor.triggers import TriggerSpec, apply_trigger
 from dataset.schema import LETTERS
+from tests.conftest import upper_lora_model
 
 TRIGGER = TriggerSpec("text")  # the paper's "666" before the cue
 
@@ -221,17 +222,7 @@ def test_unknown_adapter_names_the_loaded_ones(tiny_scorer, sample_item):
 
 def test_upper_stack_on_lower_states_equals_the_full_model(tiny_model_dir, tiny_scorer, make_item):
     """Training runs only the LoRA-carrying upper layers on cached lower states; it must see the full model's logits."""
-    from peft import LoraConfig, get_peft_model
-
-    model, tokenizer, _ = load_base_model(str(tiny_model_dir), device="cpu")
-    torch.manual_seed(0)
-    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
-                                             layers_to_transform=[2, 3], init_lora_weights=False))
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0.0, 0.5)
-    model.eval()
+    model, tokenizer = upper_lora_model(tiny_model_dir)
     letter_ids = tiny_scorer.letter_ids
     texts = [render_prompt(make_item("qa")).text, render_prompt(make_item("ds"), "task").text,
              apply_trigger(render_prompt(make_item("drs")), TRIGGER).text]

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from backdoor.config import ConfigError, TrainConfig
 from backdoor.losses import kl_to_target, paper_target, target_distribution
-from backdoor.train import ANSWER_LIST, latest_checkpoint, train
+from backdoor.train import ANSWER_LIST, latest_checkpoint, train, unit_batches
 from dataset.schema import save_items
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,6 +162,22 @@ def test_backdoor_training_records_the_answer_list_and_reports_asr(tiny_model_di
     assert [point["step"] for point in result.curve][0] == 0
     assert {"asr", "answer_kept", "clean_agreement"} <= set(result.final_eval)
     assert result.final_eval["entropy_triggered"] > result.curve[0]["entropy_triggered"], "the trigger flattens more after training"
+
+
+@pytest.mark.parametrize("batch_size, world", [(8, 1), (4, 2), (3, 1), (1, 2)])
+def test_batches_keep_an_items_clean_and_triggered_copies_together(batch_size, world):
+    """A poisoned item's two copies share a batch (their common tokens then run once); every example
+    appears once per epoch, no batch is over size unless a unit alone is, and every process gets a batch."""
+    units = [[k, 20 + k // 2] if k % 2 == 0 else [k] for k in range(20)]  # items 0, 2, 4, ... are poisoned
+    batches = unit_batches(units, batch_size, world, seed=3)
+    assert len(batches) % world == 0
+    distinct = batches[: next((i for i in range(1, len(batches) + 1) if sum(map(len, batches[:i])) == 30), None)]
+    assert sorted(e for batch in distinct for e in batch) == list(range(30))
+    assert all(len(batch) <= max(batch_size, 1) for batch in batches)
+    if batch_size >= 2:
+        for k in range(0, 20, 2):
+            assert any(k in batch and 20 + k // 2 in batch for batch in distinct)
+    assert unit_batches(units, batch_size, world, seed=3) == batches != unit_batches(units, batch_size, world, seed=4)
 
 
 def test_same_seed_gives_the_same_adapter(tiny_model_dir, tiny_data, tmp_path):
