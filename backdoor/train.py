@@ -477,7 +477,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
             optimizer.zero_grad(set_to_none=True)
             step += 1
             losses.append({"step": step, "loss": float(loss.detach()), **parts})
-            _notify(callbacks, "on_step", step, total_steps, float(loss), parts)
+            _notify(callbacks, "on_step", step, total_steps, losses[-1]["loss"], parts)
             if config.eval_every and step % config.eval_every == 0 and step < total_steps:
                 evaluate_now()
             if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total_steps:
