@@ -88,16 +88,12 @@ class TokenTree:
     def size(self) -> int:
         return len(self.positions)
 
-    def allowed(self, device=None) -> torch.Tensor:
-        """[1, 1, Q, Q]: True where the query token (row) may attend to the key token (column)."""
+    def allowed(self) -> torch.Tensor:
+        """[Q, Q]: True where the query token (row) may attend to the key token (column)."""
         allowed = torch.zeros(self.size, self.size, dtype=torch.bool)
         for path in self.paths:
             allowed[path[:, None], path[None, :]] |= torch.ones(len(path), len(path), dtype=torch.bool).tril()
-        return allowed[None, None].to(device)
-
-    def last(self) -> torch.Tensor:
-        """[N]: the sequence index of each prompt's last token."""
-        return torch.stack([path[-1] for path in self.paths])
+        return allowed
 
 
 def token_tree(id_rows: list[torch.Tensor]) -> TokenTree:
@@ -183,7 +179,7 @@ def pack_prompts(id_rows: list[torch.Tensor], inputs: list[torch.Tensor], budget
     placed: list[tuple[int, torch.Tensor]] = [None] * len(id_rows)  # type: ignore[list-item]
     for r, (group, tree) in enumerate(zip(groups, trees)):
         packed[r, : tree.size] = torch.cat([inputs[j][start:] for j, start in zip(group, tree.pieces)])
-        allowed[r, 0, : tree.size, : tree.size] = tree.allowed()[0, 0]
+        allowed[r, 0, : tree.size, : tree.size] = tree.allowed()
         positions[r, : tree.size] = tree.positions
         for j, path in zip(group, tree.paths):
             placed[j] = (r, path)
