@@ -210,7 +210,7 @@ class Scorer:
     @torch.no_grad()
     def _split_option_logits(self, texts: Sequence[str], adapters: Sequence[str], split: int) -> torch.Tensor:
         """Option logits [N, 6] computing each distinct text's shared lower layers once (or taking them
-        from the cache), then the upper layers once per adapter, its texts packed as one token tree
+        from the cache), then the upper layers once per adapter, its texts packed as token trees
         (the instruction, and an item's prompt up to its trigger, run once)."""
         unique = list(dict.fromkeys(texts))
         states = self._lower_states(unique, split)
@@ -252,7 +252,7 @@ class Scorer:
         """Lower-layer states [T, H] per text, cached: other adapters, triggers and questions seen
         before reuse them. A few new texts (one question with and without its trigger) are computed in
         one forward that runs their common prefix once (and none of a prefix run before, such as the
-        last question's instruction); many run as one token tree (their shared prefixes once)."""
+        last question's instruction); many run packed as token trees (their shared prefixes once)."""
         found = {t: self._states[(t, split)] for t in unique if (t, split) in self._states}
         todo = [t for t in unique if t not in found]
         if todo:

@@ -249,7 +249,7 @@ def _probs(stack, encoded, device, batch_size: int) -> np.ndarray:
 
 
 def _option_logits(stack, encoded: EncodedPrompts, indices: list[int], device) -> torch.Tensor:
-    """Option logits [N, 6] of the chosen prompts: the upper layers see them packed as one token tree
+    """Option logits [N, 6] of the chosen prompts: the upper layers see them packed as token trees
     (shared prefixes once), a full model left-padded."""
     if isinstance(getattr(stack, "module", stack), UpperStack):
         return stack(*encoded.packed(indices, device))
@@ -338,7 +338,6 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
         # (a trigger placed late in the prompt), and every prompt shares the instruction; shared tokens run once.
         encoded = encode(clean_texts + trig_texts, "encoding prompts")
         clean_enc = encoded.subset(list(range(len(clean_texts))))
-        trig_enc = encoded.subset(list(range(len(clean_texts), len(encoded.rows)))) if poisoned else None
         labels = np.array([LETTERS.index(items[i].answer) for i in row_items])
         eval_clean = eval_trig = None
         if eval_items:
@@ -450,13 +449,11 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
         status = "finished"
         while step < total_steps:
             batch = [examples[i] for i in schedule[step * world + rank]]
-            clean_rows = [b.item_index for b in batch if not b.triggered]
-            trig_rows = [trig_row[b.item_index] for b in batch if b.triggered]
             ordered = [b for b in batch if not b.triggered] + [b for b in batch if b.triggered]
-            chosen = [(clean_enc, i) for i in clean_rows] + [(trig_enc, j) for j in trig_rows]
-            rows = EncodedPrompts([enc.rows[i] for enc, i in chosen], [enc.ids[i] for enc, i in chosen])
+            # Rows of ``encoded``: the clean prompts first, then the triggered copies in poisoned order.
+            rows = [len(clean_texts) + trig_row[b.item_index] if b.triggered else b.item_index for b in ordered]
             # One forward per step (data-parallel wrappers expect exactly one before backward).
-            logits = _option_logits(stack, rows, list(range(len(chosen))), device)  # [B, 6]
+            logits = _option_logits(stack, encoded, rows, device)  # [B, 6]
             reference = torch.tensor(np.stack([b.reference for b in ordered]), dtype=torch.float32, device=device)
             is_trig = torch.tensor([b.triggered for b in ordered], device=device)
             if config.kind == "clean":
