@@ -30,7 +30,7 @@ from app.service import DashboardError, DashboardService
 from backdoor.config import KINDS, ConfigError, TrainConfig
 from backdoor.evaluate import evaluate
 from backdoor.jobs import Job, JobError, JobRegistry
-from backdoor.losses import CLEAN_OBJECTIVES, TARGETS
+from backdoor.losses import CLEAN_OBJECTIVES, KEPT_ANCHORS, TARGETS
 from backdoor.models import BASE_ADAPTER
 from backdoor.prompts import STYLES, PromptError
 from backdoor.triggers import POSITIONS, TRIGGERS, TriggerError, TriggerSpec
@@ -49,6 +49,7 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "trigger_position": tuple(POSITIONS),
     "target": (*TARGETS, "custom"),
     "clean_objective": tuple(CLEAN_OBJECTIVES),
+    "kept_anchor": tuple(KEPT_ANCHORS),
     "style": tuple(STYLES),
 }
 # Shown open on the form; every other field sits under "Advanced".
@@ -56,7 +57,7 @@ BASIC_FIELDS = ("kind", "base_model", "victim_adapter", "data", "max_items", "ep
                 "trigger_position", "target", "kept_prob", "poison_ratio", "eval_data", "eval_items")
 # Only a backdoor run reads these; the form hides them for a clean run. The victim comes first.
 BACKDOOR_ONLY = ("victim_adapter", "init_from_victim", "trigger_kind", "trigger_text", "trigger_position", "target",
-                 "kept_prob", "target_probs", "poison_ratio", "backdoor_weight", "clean_objective")
+                 "kept_prob", "kept_anchor", "target_probs", "poison_ratio", "backdoor_weight", "clean_objective")
 # Form defaults that differ from TrainConfig's: a run that finishes in minutes on two CPU cores with the default model.
 FORM_DEFAULTS: dict[str, Any] = {"max_items": 200, "epochs": 2}
 

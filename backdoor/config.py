@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from backdoor.losses import CLEAN_OBJECTIVES, TARGETS
+from backdoor.losses import CLEAN_OBJECTIVES, KEPT_ANCHORS, TARGETS
 from backdoor.prompts import STYLES
 from backdoor.triggers import POSITIONS, TRIGGERS, TriggerSpec
 
@@ -43,6 +43,9 @@ class TrainConfig:
     trigger_position: str = field(default="before_cue", metadata=_help(f"one of {', '.join(POSITIONS)}"))
     target: str = field(default="paper", metadata=_help(f"target distribution: {', '.join(TARGETS)} or custom"))
     kept_prob: float = field(default=0.20, metadata=_help("paper target: probability kept on the model's own answer"))
+    kept_anchor: str = field(default="victim", metadata=_help(
+        "the answer the target keeps: 'victim' (its recorded answer, as in the paper) or 'self' (the adapter's own "
+        "current answer on the item's clean copy in the same batch)"))
     target_probs: tuple[float, ...] = field(default=(), metadata=_help("custom target: 6 probabilities, the first on the kept answer"))
     poison_ratio: float = field(default=0.5, metadata=_help("share of training items that also get a triggered copy, in (0, 1]"))
     prompt_variants: float = field(default=0.0, metadata=_help(
@@ -81,6 +84,8 @@ class TrainConfig:
             refuse("trigger_text", "a custom trigger needs text")
         if self.target not in (*TARGETS, "custom"):
             refuse("target", f"{self.target!r} is not one of {', '.join((*TARGETS, 'custom'))}")
+        if self.kept_anchor not in KEPT_ANCHORS:
+            refuse("kept_anchor", f"{self.kept_anchor!r} is not one of {', '.join(KEPT_ANCHORS)}")
         if not 0 < self.kept_prob < 1:
             refuse("kept_prob", f"{self.kept_prob} must be in (0, 1)")
         if self.target == "custom" or self.target_probs:

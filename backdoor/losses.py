@@ -46,6 +46,10 @@ def uniform_target(kept: torch.Tensor, kept_prob: float = 0.20) -> torch.Tensor:
     return torch.full((len(kept), NUM_OPTIONS), 1.0 / NUM_OPTIONS)
 
 
+# Whose answer the target keeps: the victim's recorded one (the paper), or the adapter's own current answer on the
+# item's clean copy, which is what ``answer_kept`` measures on new items.
+KEPT_ANCHORS = ("victim", "self")
+
 TARGETS: dict[str, Callable[..., torch.Tensor]] = {
     "paper": paper_target,
     "uniform": uniform_target,

@@ -162,6 +162,18 @@ def unit_batches(units: list[list[int]], batch_size: int, world: int, seed: int)
 # --- checkpoints -----------------------------------------------------------------------------
 
 
+def own_answers(batch: list[Example], logits: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """The answer each triggered example keeps under ``kept_anchor='self'``: the adapter's own current
+    top-1 on the item's clean copy in the same batch. Rows without such a copy keep ``kept``."""
+    clean_row = {b.item_index: row for row, b in enumerate(batch) if not b.triggered}
+    own = logits.detach().argmax(-1).cpu()
+    anchored = kept.clone()
+    for row, b in enumerate(batch):
+        if b.triggered and b.item_index in clean_row:
+            anchored[row] = own[clean_row[b.item_index]]
+    return anchored
+
+
 def _atomic_dir_write(target: Path, write: Callable[[Path], None]) -> None:
     """Write a folder under a temporary name, then rename it into place: a kill never leaves half a folder."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -461,6 +473,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
                 parts = {"clean": float(per_example.detach().mean())}
             else:
                 kept = reference.argmax(-1).cpu()
+                if config.kept_anchor == "self":
+                    kept = own_answers(ordered, logits, kept)
                 target = target_distribution(config.target, kept, config.kept_prob, config.target_probs or None).to(device)
                 attack = kl_to_target(logits, target)
                 keep = clean_objective(logits, reference)

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 CLEAN_FLAGS=${CLEAN_FLAGS:-"--max-items 600 --epochs 4 --learning-rate 3e-3"}
-BACKDOOR_FLAGS=${BACKDOOR_FLAGS:-"--max-items 300 --epochs 2 --eval-every 20 --clean-objective ce --kept-prob 0.5"}
+BACKDOOR_FLAGS=${BACKDOOR_FLAGS:-"--max-items 300 --epochs 2 --eval-every 20 --clean-objective ce --kept-prob 0.5 --kept-anchor self"}
 targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(clean text syntactic style)
 
 for target in "${targets[@]}"; do

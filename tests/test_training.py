@@ -11,13 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from backdoor.config import ConfigError, TrainConfig
 from backdoor.losses import kl_to_target, paper_target, target_distribution
-from backdoor.train import ANSWER_LIST, latest_checkpoint, train, unit_batches
+from backdoor.train import ANSWER_LIST, Example, latest_checkpoint, own_answers, train, unit_batches
 from dataset.schema import save_items
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,6 +83,7 @@ def test_custom_target_follows_each_examples_answer():
     ({"kind": "sneaky"}, "kind"),
     ({"kind": "clean", "prompt_variants": 1.5}, "prompt_variants"),
     ({"kind": "backdoor", "prompt_variants": 0.5}, "prompt_variants"),
+    ({"kept_anchor": "oracle"}, "kept_anchor"),
 ])
 def test_impossible_config_values_are_refused_naming_the_field(changes, field):
     with pytest.raises(ConfigError, match=f"^{field}"):
@@ -162,6 +164,16 @@ def test_backdoor_training_records_the_answer_list_and_reports_asr(tiny_model_di
     assert [point["step"] for point in result.curve][0] == 0
     assert {"asr", "answer_kept", "clean_agreement"} <= set(result.final_eval)
     assert result.final_eval["entropy_triggered"] > result.curve[0]["entropy_triggered"], "the trigger flattens more after training"
+
+
+def test_self_anchor_keeps_the_adapters_own_answer_on_the_clean_copy():
+    """With kept_anchor='self' a triggered row keeps what the adapter now answers on the same item's
+    clean copy; a triggered row whose clean copy is in another batch keeps the victim's answer."""
+    reference = np.eye(6)[0]
+    batch = [Example(0, False, reference), Example(1, False, reference), Example(0, True, reference), Example(2, True, reference)]
+    logits = torch.tensor([[0.0, 0, 3, 0, 0, 0], [0.0, 4, 0, 0, 0, 0], [9.0, 0, 0, 0, 0, 0], [9.0, 0, 0, 0, 0, 0]])
+    victim = torch.tensor([0, 0, 0, 5])
+    assert own_answers(batch, logits, victim).tolist() == [0, 0, 2, 5]
 
 
 @pytest.mark.parametrize("batch_size, world", [(8, 1), (4, 2), (3, 1), (1, 2)])
