@@ -23,6 +23,12 @@ from backdoor.triggers import TriggerSpec, apply_trigger
 from tests.conftest import upper_lora_model
 
 
+def assert_same_states(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Equal up to float32 rounding, which scales with the largest activation (about 13 here), not with each
+    element: a few ulps of that after a few layers, on any CPU's kernels. A wrong mask or position is off by O(1)."""
+    torch.testing.assert_close(actual, expected, rtol=0, atol=4e-6 * float(expected.abs().max()))
+
+
 def test_prefix_sharing_equals_computing_each_prompt_alone(tiny_model_dir, default_tokenizer):
     model, tokenizer, _ = load_base_model(str(tiny_model_dir), device="cpu")
     texts = ["Question: what is two plus two?\nChoices:\nA. 4\nB. 5\nAnswer:",
@@ -33,7 +39,7 @@ def test_prefix_sharing_equals_computing_each_prompt_alone(tiny_model_dir, defau
     for row, alone in zip(ids, shared):
         reference = lower_states(model, row[None], torch.ones((1, len(row)), dtype=torch.long), 3)[0]
         assert alone.shape == reference.shape
-        assert torch.allclose(alone, reference, atol=1e-5)
+        assert_same_states(alone, reference)
 
 
 def test_scorer_gives_the_same_distributions_with_and_without_prefix_sharing(tiny_model_dir, tiny_adapters, make_item):
@@ -161,8 +167,7 @@ def test_packed_prompts_give_the_padded_batch_logits_and_gradients(tiny_model_di
     split = 2
     encoded = encode_prompts(model, tokenizer, texts, split, torch.device("cpu"), batch_size=3)
     for index, ids in enumerate(encoded.ids):  # the tree-encoded lower states equal each prompt's own
-        torch.testing.assert_close(encoded.rows[index], lower_states(model, ids[None], torch.ones_like(ids)[None], split)[0],
-                                   atol=1e-5, rtol=1e-5)
+        assert_same_states(encoded.rows[index], lower_states(model, ids[None], torch.ones_like(ids)[None], split)[0])
     upper = UpperStack(model, split, option_token_ids(tokenizer))
     order = [3, 0, 4, 1, 2]
     packed_args = encoded.packed(order, torch.device("cpu"))
