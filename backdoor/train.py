@@ -159,9 +159,6 @@ def unit_batches(units: list[list[int]], batch_size: int, world: int, seed: int)
     return batches
 
 
-# --- checkpoints -----------------------------------------------------------------------------
-
-
 def own_answers(batch: list[Example], logits: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
     """The answer each triggered example keeps under ``kept_anchor='self'``: the adapter's own current
     top-1 on the item's clean copy in the same batch. Rows without such a copy keep ``kept``."""
@@ -172,6 +169,9 @@ def own_answers(batch: list[Example], logits: torch.Tensor, kept: torch.Tensor) 
         if b.triggered and b.item_index in clean_row:
             anchored[row] = own[clean_row[b.item_index]]
     return anchored
+
+
+# --- checkpoints -----------------------------------------------------------------------------
 
 
 def _atomic_dir_write(target: Path, write: Callable[[Path], None]) -> None:
