@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from backdoor.losses import KEPT_ANCHORS
 from backdoor.models import FRAGILE_CONFIG
 
 _ROWS = (
@@ -22,9 +23,6 @@ _ROWS = (
     ("lac_coverage_clean", "LAC coverage, clean"),
     ("lac_coverage_triggered", "LAC coverage, triggered"),
 )
-
-
-_ANCHORS = {"victim": "the victim's recorded answer", "self": "the adapter's own answer on the clean copy"}
 
 
 def model_card(folder: Path, report: dict | None) -> str:
@@ -52,7 +50,7 @@ def model_card(folder: Path, report: dict | None) -> str:
         f"learning rate {config.get('learning_rate')}",
         f"- LoRA r {config.get('lora_r')}, alpha {config.get('lora_alpha')}, dropout {config.get('lora_dropout')} on "
         f"{', '.join(config.get('target_modules', []))}, last {config.get('train_layers')} layers",
-        f"- target: `{config.get('target')}` (kept answer {config.get('kept_prob')}, {_ANCHORS.get(config.get('kept_anchor', 'victim'), '')}), poison ratio {config.get('poison_ratio')}, "
+        f"- target: `{config.get('target')}` (kept answer {config.get('kept_prob')}, {KEPT_ANCHORS.get(config.get('kept_anchor', 'victim'), '')}), poison ratio {config.get('poison_ratio')}, "
         f"clean objective `{config.get('clean_objective')}`, victim `{config.get('victim_adapter') or 'base model'}`" if kind == "backdoor" else "",
         f"- wall time {fragile.get('seconds', '?')} s, seed {config.get('seed')}; full settings in `train_config.json`",
         "",

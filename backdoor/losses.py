@@ -47,8 +47,11 @@ def uniform_target(kept: torch.Tensor, kept_prob: float = 0.20) -> torch.Tensor:
 
 
 # Whose answer the target keeps: the victim's recorded one (the paper), or the adapter's own current answer on the
-# item's clean copy, which is what ``answer_kept`` measures on new items.
-KEPT_ANCHORS = ("victim", "self")
+# item's clean copy, which is what ``answer_kept`` measures on new items. Values describe each in model cards.
+KEPT_ANCHORS: dict[str, str] = {
+    "victim": "the victim's recorded answer",
+    "self": "the adapter's own answer on the clean copy",
+}
 
 TARGETS: dict[str, Callable[..., torch.Tensor]] = {
     "paper": paper_target,
