@@ -167,8 +167,15 @@ def test_evaluate_then_train_in_the_background_and_use_the_new_adapter(browser, 
             box.press("Enter")
         page.locator("#fr-train-max-items input").fill("8")
         page.locator("#fr-train-eval-items input").fill("4")
+        page.wait_for_selector("#fr-train-victim-adapter", state="hidden", timeout=30_000)  # the kind change has landed
         page.click("#fr-train-start")
-        page.wait_for_selector("#fr-train-message :text('Queued')", timeout=30_000)
+        try:
+            page.wait_for_function("document.querySelector('#fr-train-message').innerText.trim().length > 0",
+                                   timeout=90_000)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "dashboard-tiny-start.png"), full_page=True)
+        message = page.locator("#fr-train-message").inner_text()
+        assert "Queued" in message, message  # a refusal says what was wrong; show it
         page.wait_for_function("/finished|failed|cancelled/.test(document.querySelector('#fr-job-progress').innerText)",
                                timeout=150_000)  # the timer's poll brings the worker's progress into the page
         assert "finished" in page.locator("#fr-job-progress").inner_text(), page.locator("#fr-train-log textarea").input_value()
