@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from app.service import DashboardError, DashboardService
-from backdoor.config import KINDS, ConfigError, TrainConfig
+from backdoor.config import KINDS, ConfigError, TrainConfig, victim_shape
 from backdoor.evaluate import evaluate
 from backdoor.jobs import Job, JobError, JobRegistry
 from backdoor.losses import CLEAN_OBJECTIVES, KEPT_ANCHORS, TARGETS
@@ -58,6 +58,8 @@ BASIC_FIELDS = ("kind", "base_model", "victim_adapter", "data", "max_items", "ep
 # Only a backdoor run reads these; the form hides them for a clean run. The victim comes first.
 BACKDOOR_ONLY = ("victim_adapter", "init_from_victim", "trigger_kind", "trigger_text", "trigger_position", "target",
                  "kept_prob", "kept_anchor", "target_probs", "poison_ratio", "backdoor_weight", "clean_objective")
+# Form fields a chosen victim adapter fills in (a backdoor needs its rank and at least its layers).
+VICTIM_FITTED = ("lora_r", "train_layers")
 # Form defaults that differ from TrainConfig's: a run that finishes in minutes on two CPU cores with the default model.
 FORM_DEFAULTS: dict[str, Any] = {"max_items": 200, "epochs": 2}
 
@@ -281,12 +283,24 @@ class Lab:
         choices = self.victim_choices()
         return choices[1][1] if len(choices) > 1 else ""
 
+    @staticmethod
+    def victim_settings(victim: str) -> dict[str, int]:
+        """The LoRA rank and layer count a backdoor on ``victim`` must use; empty for the base model or a non-adapter."""
+        if not victim:
+            return {}
+        try:
+            rank, layers = victim_shape(victim)
+        except ConfigError:
+            return {}  # submitting refuses it with the reason
+        return {name: value for name, value in (("lora_r", rank), ("train_layers", layers)) if isinstance(value, int)}
+
     def form_fields(self) -> list[FormField]:
         """The training form, field by field, from TrainConfig: defaults, help, minimums and registry choices."""
         defaults = TrainConfig()
+        fitted = self.victim_settings(self.default_victim()) if defaults.kind == "backdoor" else {}
         out = []
         for f in dataclasses.fields(TrainConfig):
-            default = FORM_DEFAULTS.get(f.name, getattr(defaults, f.name))
+            default = fitted.get(f.name, FORM_DEFAULTS.get(f.name, getattr(defaults, f.name)))
             if f.name == "base_model":
                 default = self.config.bases[0]
             elif f.name == "victim_adapter" and defaults.kind == "backdoor":

@@ -14,7 +14,8 @@ from typing import Any, Sequence
 import gradio as gr
 
 from app import plots
-from app.lab import BACKDOOR_ONLY, DEFAULT_EVAL_ITEMS, EVAL_SPLITS, EvaluationRun, FormField, JobView, Lab
+from app.lab import (BACKDOOR_ONLY, DEFAULT_EVAL_ITEMS, EVAL_SPLITS, VICTIM_FITTED, EvaluationRun, FormField, JobView,
+                     Lab)
 from app.service import DashboardError
 from backdoor.models import BASE_ADAPTER
 
@@ -217,6 +218,11 @@ class LabHandlers:
         victim = gr.update(value=self.lab.default_victim() if backdoor else "", choices=self.lab.victim_choices(),
                            visible=backdoor)
         return [victim] + [gr.update(visible=backdoor) for _ in BACKDOOR_ONLY[1:]]
+
+    def victim_changed(self, victim: str | None):
+        """A victim adapter fixes the backdoor's LoRA rank and layers: fill them in so the defaults just work."""
+        fitted = self.lab.victim_settings(victim or "")
+        return [gr.update(value=fitted[name]) if name in fitted else gr.skip() for name in VICTIM_FITTED]
 
     def start(self, name, nproc, *values):
         """Queue a training job from the form; the worker process runs it. Bad settings are refused before anything starts."""

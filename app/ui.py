@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 
 from app import plots
 from app.lab import Lab
-from app.lab import BACKDOOR_ONLY
+from app.lab import BACKDOOR_ONLY, VICTIM_FITTED
 from app.lab_ui import LAB_CSS, LabHandlers, build_evaluate_tab, build_training_tab
 from app.service import BASE_LABEL, AdapterCatalog, Comparison, DashboardError, DashboardService, TokenComparison
 from app.zerogpu import gpu_task
@@ -565,6 +565,8 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
             training.timer.tick(**poll, api_name="poll_jobs", show_progress="hidden")
             fields["kind"].change(lab_handlers.kind_changed, fields["kind"], [fields[name] for name in BACKDOOR_ONLY],
                                   api_visibility="private", queue=False)
+            fields["victim_adapter"].change(lab_handlers.victim_changed, fields["victim_adapter"],
+                                            [fields[name] for name in VICTIM_FITTED], api_visibility="private", queue=False)
             # Poll only while the tab is open: a projector showing the attack demo makes no background requests.
             train_tab.select(lambda: gr.Timer(active=True), None, training.timer, api_visibility="private",
                              queue=False).then(**poll, api_visibility="private", api_name="poll_on_tab")

@@ -147,17 +147,32 @@ class TrainConfig:
             raise ConfigError(f"{path}: not valid JSON ({err})") from None
 
 
-def check_victim_rank(config: TrainConfig) -> None:
-    """A backdoor started from the victim's weights needs the victim's LoRA rank."""
-    if not (config.kind == "backdoor" and config.victim_adapter and config.init_from_victim):
+def victim_shape(path: str | Path) -> tuple[int | None, int]:
+    """(LoRA rank, how many top layers it covers; 0 = every layer) of an adapter folder; ConfigError if it is none."""
+    file = Path(path) / "adapter_config.json"
+    try:
+        raw = json.loads(file.read_text())
+    except (OSError, ValueError):
+        raise ConfigError(f"victim_adapter: {path} is not an adapter folder (no readable adapter_config.json)") from None
+    layers = raw.get("layers_to_transform")
+    if isinstance(layers, int):
+        layers = [layers]
+    # Fragile puts LoRA on the top layers, so the count is what --train-layers must cover; training checks it exactly.
+    return raw.get("r"), (len(layers) if layers else 0)
+
+
+def check_victim_fit(config: TrainConfig) -> None:
+    """A backdoor needs LoRA on at least the victim's layers, and the victim's rank to start from its weights."""
+    if config.kind != "backdoor" or not config.victim_adapter:
         return
-    path = Path(config.victim_adapter) / "adapter_config.json"
-    if not path.is_file():
-        raise ConfigError(f"victim_adapter: {config.victim_adapter} is not an adapter folder (no adapter_config.json)")
-    rank = json.loads(path.read_text()).get("r")
-    if rank is not None and rank != config.lora_r:
+    rank, layers = victim_shape(config.victim_adapter)
+    if config.init_from_victim and rank is not None and rank != config.lora_r:
         raise ConfigError(f"lora_r: the victim adapter has rank {rank}; train with --lora-r {rank} "
                           "or --init-from-victim false")
+    if config.train_layers and (layers == 0 or config.train_layers < layers):
+        where = "every layer" if layers == 0 else f"its last {layers} layers"
+        raise ConfigError(f"train_layers: the victim adapter has LoRA on {where}; train with --train-layers "
+                          f"{layers or 0}{' or more' if layers else ''} (0 = all layers)")
 
 
 def _parse_bool(text: str) -> bool:

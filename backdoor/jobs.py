@@ -24,7 +24,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from backdoor.config import ConfigError, TrainConfig, check_victim_rank
+from backdoor.config import ConfigError, TrainConfig, check_victim_fit
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class JobRegistry:
         _load_items(config.data, "data", 1)  # refuse an unknown dataset file before any process starts
         if config.eval_items:
             _load_items(config.eval_data, "eval_data", 1)
-        check_victim_rank(config)
+        check_victim_fit(config)
         job = Job(id=time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], name=name, config=config.to_dict(), nproc=nproc)
         self.job_dir(job.id).mkdir(parents=True)
         self.save(job)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from backdoor import uncertainty
-from backdoor.config import ConfigError, TrainConfig, check_victim_rank
+from backdoor.config import ConfigError, TrainConfig, check_victim_fit
 from backdoor.layersplit import (
     EncodedPrompts,
     FullStack,
@@ -305,7 +305,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
     eval_items = _load_items(config.eval_data, "eval_data", config.eval_items) if config.eval_items else []
     if config.victim_adapter:
         read_adapter_info(config.victim_adapter, "victim_adapter")
-        check_victim_rank(config)
+        check_victim_fit(config)
 
     try:
         torch.manual_seed(config.seed)

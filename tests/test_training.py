@@ -103,6 +103,22 @@ def test_unknown_modules_are_refused_before_training(tiny_model_dir, tiny_data, 
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize("victim, layers, message", [
+    ("upper", 1, "LoRA on its last 2 layers; train with --train-layers 2 or more"),
+    ("all", 2, "LoRA on every layer; train with --train-layers 0"),
+])
+def test_a_backdoor_narrower_than_its_victim_is_refused_before_training(tiny_model_dir, tiny_data, tiny_adapters,
+                                                                        tiny_upper_adapters, tmp_path, victim, layers,
+                                                                        message):
+    """The victim's LoRA layers must lie inside the backdoor's trained layers, or the cached lower layers are wrong."""
+    folder = (tiny_upper_adapters if victim == "upper" else tiny_adapters)["clean"]
+    config = tiny_config(tiny_model_dir, tiny_data, kind="backdoor", victim_adapter=str(folder), lora_r=4,
+                         train_layers=layers)
+    with pytest.raises(ConfigError, match=f"^train_layers: the victim adapter has {message}"):
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_empty_or_missing_split_is_a_clear_error(tiny_model_dir, tiny_data, tmp_path):
     with pytest.raises(ConfigError, match="data"):
         train(tiny_config(tiny_model_dir, tiny_data, data=str(tmp_path / "nope.jsonl")), tmp_path / "run")
