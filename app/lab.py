@@ -12,7 +12,6 @@ and the page cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -412,11 +411,10 @@ class Lab:
         if config.kind != "backdoor" or not config.victim_adapter or not config.init_from_victim:
             return
         try:
-            raw = json.loads((Path(config.victim_adapter) / "adapter_config.json").read_text())
-        except (OSError, ValueError):
+            rank, _ = victim_shape(config.victim_adapter)
+        except ConfigError:
             raise DashboardError(f"Not started — victim adapter: {config.victim_adapter} is not an adapter folder. "
                                  "Pick one from the list or leave it empty for the base model.") from None
-        rank = raw.get("r")
         if isinstance(rank, int) and rank != config.lora_r:
             raise DashboardError(
                 f"Not started — victim adapter: it has LoRA rank {rank} but lora r is {config.lora_r}. Set lora r "
