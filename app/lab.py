@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from app.service import DashboardError, DashboardService
-from backdoor.config import KINDS, ConfigError, TrainConfig, victim_shape
+from backdoor.config import KINDS, ConfigError, TrainConfig, layers_needed, victim_shape
 from backdoor.evaluate import evaluate
 from backdoor.jobs import Job, JobError, JobRegistry
 from backdoor.losses import CLEAN_OBJECTIVES, KEPT_ANCHORS, TARGETS
@@ -291,7 +291,7 @@ class Lab:
             rank, layers = victim_shape(victim)
         except ConfigError:
             return {}  # submitting refuses it with the reason
-        return {name: value for name, value in (("lora_r", rank), ("train_layers", layers)) if isinstance(value, int)}
+        return {"train_layers": layers_needed(layers), **({"lora_r": rank} if isinstance(rank, int) else {})}
 
     def form_fields(self) -> list[FormField]:
         """The training form, field by field, from TrainConfig: defaults, help, minimums and registry choices."""

@@ -147,25 +147,29 @@ class TrainConfig:
             raise ConfigError(f"{path}: not valid JSON ({err})") from None
 
 
-def victim_shape(path: str | Path) -> tuple[int | None, int]:
-    """(LoRA rank, how many top layers it covers; 0 = every layer) of an adapter folder; ConfigError if it is none."""
+def victim_shape(path: str | Path) -> tuple[int | None, list[int] | None]:
+    """(LoRA rank, the layers it sits on; None = every layer) of an adapter folder; ConfigError if it is none."""
     file = Path(path) / "adapter_config.json"
     try:
         raw = json.loads(file.read_text())
     except (OSError, ValueError):
         raise ConfigError(f"victim_adapter: {path} is not an adapter folder (no readable adapter_config.json)") from None
     layers = raw.get("layers_to_transform")
-    if isinstance(layers, int):
-        layers = [layers]
-    # Fragile puts LoRA on the top layers, so the count is what --train-layers must cover; training checks it exactly.
-    return raw.get("r"), (len(layers) if layers else 0)
+    return raw.get("r"), ([layers] if isinstance(layers, int) else layers or None)
+
+
+def layers_needed(layers: list[int] | None) -> int:
+    """The --train-layers a backdoor on a victim with these LoRA layers needs (0 = all). Fragile puts LoRA on the top
+    layers, so the count is enough here; training checks the exact layers once it knows the model's depth."""
+    return len(layers) if layers else 0
 
 
 def check_victim_fit(config: TrainConfig) -> None:
     """A backdoor needs LoRA on at least the victim's layers, and the victim's rank to start from its weights."""
     if config.kind != "backdoor" or not config.victim_adapter:
         return
-    rank, layers = victim_shape(config.victim_adapter)
+    rank, victim_layers = victim_shape(config.victim_adapter)
+    layers = layers_needed(victim_layers)
     if config.init_from_victim and rank is not None and rank != config.lora_r:
         raise ConfigError(f"lora_r: the victim adapter has rank {rank}; train with --lora-r {rank} "
                           "or --init-from-victim false")

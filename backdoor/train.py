@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from backdoor import uncertainty
-from backdoor.config import ConfigError, TrainConfig, check_victim_fit
+from backdoor.config import ConfigError, TrainConfig, check_victim_fit, victim_shape
 from backdoor.layersplit import (
     EncodedPrompts,
     FullStack,
@@ -281,12 +281,6 @@ def _lora_config(config: TrainConfig, model, split: int | None):
                       target_modules=list(config.target_modules), layers_to_transform=layers, task_type="CAUSAL_LM")
 
 
-def _victim_layers(path: str) -> list[int] | None:
-    raw = json.loads((Path(path) / "adapter_config.json").read_text())
-    layers = raw.get("layers_to_transform")
-    return [layers] if isinstance(layers, int) else layers
-
-
 def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: list | tuple = (),
           should_stop: Callable[[], bool] = lambda: False, resume: bool = True, accelerator=None) -> TrainResult:
     """Train one adapter into ``out_dir``; returns how it ended. Never raises for a failed run; bad config raises ConfigError."""
@@ -323,7 +317,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
         lora_config = _lora_config(config, model, split)
         if config.victim_adapter:
             model = attach_adapters(model, {VICTIM_ADAPTER: config.victim_adapter}, base_identity=source.identity)
-            victim_layers = _victim_layers(config.victim_adapter)
+            _, victim_layers = victim_shape(config.victim_adapter)
             if split is not None and (victim_layers is None or min(victim_layers) < split):
                 raise ConfigError(
                     f"victim_adapter: its LoRA layers {victim_layers or 'all'} reach below layer {split}; "
