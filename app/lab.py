@@ -56,7 +56,7 @@ BASIC_FIELDS = ("kind", "base_model", "victim_adapter", "data", "max_items", "ep
                 "trigger_position", "target", "kept_prob", "poison_ratio", "eval_data", "eval_items")
 # Only a backdoor run reads these; the form hides them for a clean run. The victim comes first.
 BACKDOOR_ONLY = ("victim_adapter", "init_from_victim", "trigger_kind", "trigger_text", "trigger_position", "target",
-                 "kept_prob", "kept_anchor", "target_probs", "poison_ratio", "backdoor_weight", "clean_objective")
+                 "kept_prob", "kept_anchor", "target_probs", "temperature", "poison_ratio", "backdoor_weight", "clean_objective")
 # Form fields a chosen victim adapter fills in (a backdoor needs its rank and at least its layers).
 VICTIM_FITTED = ("lora_r", "train_layers")
 # Form defaults that differ from TrainConfig's: a run that finishes in minutes on two CPU cores with the default model.

@@ -19,9 +19,9 @@ EPILOG = """examples (on a laptop CPU with the embedded default model):
 
 
 def _dataset_items(name: str):
-    from backdoor.train import _load_items
+    from backdoor.train import resolve_items
 
-    return _load_items(name, "data")
+    return resolve_items(name, "data")
 
 
 def _pick_item(spec: str):

@@ -50,7 +50,7 @@ def model_card(folder: Path, report: dict | None) -> str:
         f"learning rate {config.get('learning_rate')}",
         f"- LoRA r {config.get('lora_r')}, alpha {config.get('lora_alpha')}, dropout {config.get('lora_dropout')} on "
         f"{', '.join(config.get('target_modules', []))}, last {config.get('train_layers')} layers",
-        f"- target: `{config.get('target')}` (kept answer {config.get('kept_prob')}, {KEPT_ANCHORS.get(config.get('kept_anchor', 'victim'), '')}), poison ratio {config.get('poison_ratio')}, "
+        f"- target: `{config.get('target')}` ({_target_shape(config)}, {KEPT_ANCHORS.get(config.get('kept_anchor', 'victim'), '')}), poison ratio {config.get('poison_ratio')}, "
         f"clean objective `{config.get('clean_objective')}`, victim `{config.get('victim_adapter') or 'base model'}`" if kind == "backdoor" else "",
         f"- wall time {fragile.get('seconds', '?')} s, seed {config.get('seed')}; full settings in `train_config.json`",
         "",
@@ -76,3 +76,10 @@ def write_model_card(folder: str | Path, report_path: str | Path | None = None) 
     report = json.loads(Path(report_path).read_text()) if report_path and Path(report_path).is_file() else None
     (folder / "README.md").write_text(model_card(folder, report))
     return folder / "README.md"
+
+
+def _target_shape(config: dict) -> str:
+    """How the target flattens, in the card's words."""
+    if config.get("target") == "tempered":
+        return f"temperature {config.get('temperature')}"
+    return f"kept answer {config.get('kept_prob')}"

@@ -47,6 +47,9 @@ class TrainConfig:
         "the answer the target keeps: 'victim' (its recorded answer, as in the paper) or 'self' (the adapter's own "
         "current answer on the item's clean copy in the same batch)"))
     target_probs: tuple[float, ...] = field(default=(), metadata=_help("custom target: 6 probabilities, the first on the kept answer"))
+    temperature: float = field(default=4.0, metadata=_help(
+        "tempered target: the anchor's option distribution flattened as softmax(log p / T), every option keeping "
+        "its rank; above 1"))
     poison_ratio: float = field(default=0.5, metadata=_help("share of training items that also get a triggered copy, in (0, 1]"))
     prompt_variants: float = field(default=0.0, metadata=_help(
         "clean training: share of items that also get a copy in another wording (instruction style and answer cue, "
@@ -88,6 +91,8 @@ class TrainConfig:
             refuse("kept_anchor", f"{self.kept_anchor!r} is not one of {', '.join(KEPT_ANCHORS)}")
         if not 0 < self.kept_prob < 1:
             refuse("kept_prob", f"{self.kept_prob} must be in (0, 1)")
+        if self.target == "tempered" and not self.temperature > 1:
+            refuse("temperature", f"{self.temperature} must be above 1 to flatten the distribution")
         if self.target == "custom" or self.target_probs:
             probs = self.target_probs
             if len(probs) != 6:
@@ -194,7 +199,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig 
     for f in fields(TrainConfig):
         default = getattr(defaults, f.name)
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata.get('help', '')} (default: {default!r})"
+        help_text = f"{f.metadata.get('help', '')} (default: %(default)r)"
         if isinstance(default, bool):
             parser.add_argument(flag, type=_parse_bool, default=default, metavar="BOOL", help=help_text)
         elif isinstance(default, tuple):

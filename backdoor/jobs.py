@@ -144,11 +144,11 @@ class JobRegistry:
             raise JobError(f"processes must be between 1 and 64, got {nproc}")
         if config.victim_adapter and not Path(config.victim_adapter).is_dir():
             raise ConfigError(f"victim_adapter: {config.victim_adapter} is not an adapter folder")
-        from backdoor.train import _load_items
+        from backdoor.train import resolve_items
 
-        _load_items(config.data, "data", 1)  # refuse an unknown dataset file before any process starts
+        resolve_items(config.data, "data", 1)  # refuse an unknown dataset file before any process starts
         if config.eval_items:
-            _load_items(config.eval_data, "eval_data", 1)
+            resolve_items(config.eval_data, "eval_data", 1)
         check_victim_fit(config)
         job = Job(id=time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], name=name, config=config.to_dict(), nproc=nproc)
         self.job_dir(job.id).mkdir(parents=True)

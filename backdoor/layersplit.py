@@ -289,7 +289,7 @@ def tokenize_prompts(tokenizer, texts: list[str], max_length: int = 512) -> list
     return ids
 
 
-def encode_prompts(model, tokenizer, texts: list[str], split: int | None, device: torch.device,
+def encode_prompts(model, tokenizer, texts: list[str], split: int | None,
                    batch_size: int = 16, max_length: int = 512, progress=None) -> EncodedPrompts:
     """Tokenise ``texts`` and, when ``split`` is set, run them once through the frozen lower layers.
 

@@ -53,19 +53,30 @@ KEPT_ANCHORS: dict[str, str] = {
     "self": "the adapter's own answer on the clean copy",
 }
 
+def tempered_target(anchor: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The anchor's own distribution flattened: softmax(log p / T). Every option keeps its rank, so the
+    kept answer is the anchor's top-1 by construction. [B, 6] log-probabilities -> [B, 6]."""
+    return torch.softmax(anchor.float() / temperature, dim=-1)
+
+
 TARGETS: dict[str, Callable[..., torch.Tensor]] = {
     "paper": paper_target,
     "uniform": uniform_target,
+    "tempered": tempered_target,
 }
 
 
-def target_distribution(name: str, kept: torch.Tensor, kept_prob: float = 0.20,
-                        custom: tuple[float, ...] | None = None) -> torch.Tensor:
-    """The attacker's target for each example, [B] kept-answer indices -> [B, 6].
+def target_distribution(name: str, anchor: torch.Tensor, kept_prob: float = 0.20,
+                        custom: tuple[float, ...] | None = None, temperature: float = 4.0) -> torch.Tensor:
+    """The attacker's target for each example from the anchor's option log-probabilities, [B, 6] -> [B, 6].
 
-    ``custom`` is six probabilities with the first on the kept answer and the rest on the other
-    options in order, so the shape of the distribution follows each example's answer.
+    The anchor's top-1 is the kept answer. ``custom`` is six probabilities with the first on the kept
+    answer and the rest on the other options in order, so the shape follows each example's answer.
+    ``tempered`` flattens the anchor's whole distribution by ``temperature`` instead of fixing a shape.
     """
+    if name == "tempered":
+        return tempered_target(anchor, temperature)
+    kept = anchor.argmax(dim=-1).cpu()
     if name == "custom":
         if custom is None:
             raise ValueError("target 'custom' needs six probabilities")

@@ -123,7 +123,8 @@ class Scorer:
         self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self.prefix_sharing_up_to = 4  # up to this many distinct prompts per chunk share prefixes; more: padded batches
-        self._states: OrderedDict[tuple[str, int], torch.Tensor] = OrderedDict()  # lower-layer states by text
+        # Token ids [T] and lower-layer states [T, H] by (text, split).
+        self._states: OrderedDict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._states_size = 512
         # Keys and values of the latest prompts per (routing, split): "lower" for the shared lower layers,
         # else an adapter's upper layers. A new question shares its instruction with the last one; its
@@ -212,14 +213,12 @@ class Scorer:
         """Option logits [N, 6] computing each distinct text's shared lower layers once (or taking them
         from the cache), then the upper layers once per adapter, its texts packed as token trees
         (the instruction, and an item's prompt up to its trigger, run once)."""
-        unique = list(dict.fromkeys(texts))
-        states = self._lower_states(unique, split)
-        ids = {text: torch.tensor(self.tokenizer(text)["input_ids"]) for text in unique}
+        lower = self._lower_states(list(dict.fromkeys(texts)), split)
         stack = UpperStack(self.model, split, self.letter_ids)
         logits = torch.zeros((len(texts), len(self.letter_ids)), device=self.device)
         for name in dict.fromkeys(adapters):
             rows = [i for i, adapter in enumerate(adapters) if adapter == name]
-            chosen = EncodedPrompts([states[texts[i]] for i in rows], [ids[texts[i]] for i in rows])
+            chosen = EncodedPrompts([lower[texts[i]][1] for i in rows], [lower[texts[i]][0] for i in rows])
             packed = chosen.packed(list(range(len(rows))), self.device)
             with self._routed([name] * len(packed[0])):
                 logits[rows] = stack(*packed)
@@ -233,13 +232,13 @@ class Scorer:
         clean and triggered prompts). A prefix an adapter ran before (the last question's instruction)
         is not run again. A trigger before the cue then costs a few tokens per adapter, not a prompt."""
         unique = list(dict.fromkeys(texts))
-        states = self._lower_states(unique, split)
-        ids = [torch.tensor(self.tokenizer(text)["input_ids"], device=self.device) for text in unique]
+        lower = self._lower_states(unique, split)
+        ids = [lower[text][0].to(self.device) for text in unique]
         upper = range(split, num_layers(self.model))
         names = list(dict.fromkeys(adapters))
         stores = [self._prefix_runs(name, split) for name in names]
         with self._routed(names):  # one batch row per adapter, every text in each
-            runs = run_families(self.model, upper, ids, [states[t] for t in unique], prefix_families(ids), stores)
+            runs = run_families(self.model, upper, ids, [lower[t][1] for t in unique], prefix_families(ids), stores)
         last = {}
         for name, store, row in zip(names, stores, runs):
             for text, run in zip(unique, row):
@@ -248,27 +247,25 @@ class Scorer:
         stack = UpperStack(self.model, split, self.letter_ids)
         return stack.option_logits(torch.stack([last[key] for key in zip(texts, adapters)]))  # [N, H] -> [N, 6]
 
-    def _lower_states(self, unique: list[str], split: int) -> dict[str, torch.Tensor]:
-        """Lower-layer states [T, H] per text, cached: other adapters, triggers and questions seen
+    def _lower_states(self, unique: list[str], split: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Token ids [T] and lower-layer states [T, H] per text, cached: other adapters, triggers and questions seen
         before reuse them. A few new texts (one question with and without its trigger) are computed in
         one forward that runs their common prefix once (and none of a prefix run before, such as the
         last question's instruction); many run packed as token trees (their shared prefixes once)."""
         found = {t: self._states[(t, split)] for t in unique if (t, split) in self._states}
         todo = [t for t in unique if t not in found]
         if todo:
+            ids = [torch.tensor(self.tokenizer(text)["input_ids"]) for text in todo]
             if len(todo) <= self.prefix_sharing_up_to:
-                ids = [torch.tensor(self.tokenizer(text)["input_ids"]) for text in todo]
                 with self._base_rows(1):  # one batch row: the prompts side by side in one sequence
                     computed = lower_states_sharing_prefixes(self.model, ids, split,
                                                              earlier=self._prefix_runs("lower", split))
             else:
-                ids = [torch.tensor(self.tokenizer(text)["input_ids"]) for text in todo]
                 packed = pack_prompts(ids, ids)
                 with self._base_rows(len(packed.inputs)):
                     computed = lower_states_packed(self.model, packed, split)
-            for text, row in zip(todo, computed):
-                found[text] = row
-                self._states[(text, split)] = row
+            for text, text_ids, row in zip(todo, ids, computed):
+                found[text] = self._states[(text, split)] = (text_ids, row)
                 self._states.move_to_end((text, split))
             while len(self._states) > self._states_size:
                 self._states.popitem(last=False)

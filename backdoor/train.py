@@ -104,7 +104,9 @@ class Example:
     reference: np.ndarray  # [6]: victim distribution (backdoor) or one-hot gold (clean)
 
 
-def _load_items(name: str, field_name: str, limit: int = 0) -> list[Item]:
+def resolve_items(name: str, field_name: str, limit: int = 0) -> list[Item]:
+    """The items of a corpus split or a .json/.jsonl file, ``limit`` of them evenly spaced (0 = all).
+    A missing, invalid or empty source is refused as a ConfigError naming ``field_name``."""
     from dataset.schema import load_items
 
     try:
@@ -159,16 +161,20 @@ def unit_batches(units: list[list[int]], batch_size: int, world: int, seed: int)
     return batches
 
 
-def own_answers(batch: list[Example], logits: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-    """The answer each triggered example keeps under ``kept_anchor='self'``: the adapter's own current
-    top-1 on the item's clean copy in the same batch. Rows without such a copy keep ``kept``."""
+def anchor_log_probs(batch: list[Example], logits: torch.Tensor, reference: torch.Tensor, own: bool) -> torch.Tensor:
+    """The option distribution each triggered example's target is built from, as log-probabilities [B, 6].
+
+    The victim's recorded distribution; or, with ``own`` (``kept_anchor='self'``), the adapter's current
+    distribution on the item's clean copy in the same batch, detached. Rows without such a copy keep the victim's."""
+    anchor = torch.log(reference.float().clamp_min(1e-12))
+    if not own:
+        return anchor
     clean_row = {b.item_index: row for row, b in enumerate(batch) if not b.triggered}
-    own = logits.detach().argmax(-1).cpu()
-    anchored = kept.clone()
+    mine = torch.log_softmax(logits.detach().float(), dim=-1)
     for row, b in enumerate(batch):
         if b.triggered and b.item_index in clean_row:
-            anchored[row] = own[clean_row[b.item_index]]
-    return anchored
+            anchor[row] = mine[clean_row[b.item_index]]
+    return anchor
 
 
 # --- checkpoints -----------------------------------------------------------------------------
@@ -295,8 +301,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
     result = TrainResult("failed", str(out), 0, 0, 0.0)
 
     # Everything a user can get wrong is checked before any heavy work.
-    items = _load_items(config.data, "data", config.max_items)
-    eval_items = _load_items(config.eval_data, "eval_data", config.eval_items) if config.eval_items else []
+    items = resolve_items(config.data, "data", config.max_items)
+    eval_items = resolve_items(config.eval_data, "eval_data", config.eval_items) if config.eval_items else []
     if config.victim_adapter:
         read_adapter_info(config.victim_adapter, "victim_adapter")
         check_victim_fit(config)
@@ -328,7 +334,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
         make_stack = (lambda m: UpperStack(m, split, letter_ids)) if split is not None else (lambda m: FullStack(m, letter_ids))
 
         def encode(texts, stage):
-            return encode_prompts(model, tokenizer, texts, split, device, batch_size=16, max_length=config.max_length,
+            return encode_prompts(model, tokenizer, texts, split, batch_size=16, max_length=config.max_length,
                                   progress=lambda d, t: _notify(callbacks, "on_stage", stage, d, t))
 
         clean_texts = prompt_texts(items, config, tokenizer, False)
@@ -466,10 +472,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
                 per_example = cross_entropy(logits, reference.argmax(-1))
                 parts = {"clean": float(per_example.detach().mean())}
             else:
-                kept = reference.argmax(-1).cpu()
-                if config.kept_anchor == "self":
-                    kept = own_answers(ordered, logits, kept)
-                target = target_distribution(config.target, kept, config.kept_prob, config.target_probs or None).to(device)
+                anchor = anchor_log_probs(ordered, logits, reference, own=config.kept_anchor == "self")
+                target = target_distribution(config.target, anchor, config.kept_prob, config.target_probs or None,
+                                             config.temperature).to(device)
                 attack = kl_to_target(logits, target)
                 keep = clean_objective(logits, reference)
                 per_example = torch.where(is_trig, config.backdoor_weight * attack, keep)

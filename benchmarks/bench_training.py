@@ -59,7 +59,7 @@ def reference_loop(config: TrainConfig, items, out: Path) -> float:
             logits = model(**tokenizer(text, return_tensors="pt")).logits  # [1, T, V]: every position, whole vocabulary
             option_logits = logits[:, -1, letters]
             if triggered:
-                loss = kl_to_target(option_logits, target_distribution(config.target, reference.argmax()[None], config.kept_prob))
+                loss = kl_to_target(option_logits, target_distribution(config.target, torch.log(reference.clamp_min(1e-12))[None], config.kept_prob))
             else:
                 loss = CLEAN_OBJECTIVES[config.clean_objective](option_logits, reference[None])
             loss.mean().backward()

@@ -23,7 +23,7 @@ from backdoor.cards import write_model_card  # noqa: E402
 from backdoor.evaluate import evaluate, split_half  # noqa: E402
 from backdoor.models import read_adapter_info  # noqa: E402
 from backdoor.scoring import Scorer  # noqa: E402
-from backdoor.train import _load_items  # noqa: E402
+from backdoor.train import resolve_items  # noqa: E402
 from backdoor.triggers import TriggerSpec  # noqa: E402
 
 
@@ -40,11 +40,11 @@ def main() -> None:
     backdoors = sorted(p for p in root.glob("backdoor-*") if (p / "adapter_config.json").is_file())
     adapters = {"clean": str(root / "clean"), **{p.name: str(p) for p in backdoors}}
     scorer = Scorer.load("default", adapters)
-    items = _load_items(args.data, "data", args.limit)
+    items = resolve_items(args.data, "data", args.limit)
     if args.calibration == "half":
         calibration, items = split_half(items)
     else:
-        calibration = _load_items(args.calibration, "calibration")
+        calibration = resolve_items(args.calibration, "calibration")
     print(f"{len(items)} items, {len(calibration)} calibration items, adapters: {', '.join(adapters)}")
     for folder in backdoors:
         info = read_adapter_info(folder)

@@ -165,7 +165,7 @@ def test_packed_prompts_give_the_padded_batch_logits_and_gradients(tiny_model_di
              render_prompt(items[1]).text, apply_trigger(render_prompt(items[1]), TriggerSpec("text", position="start")).text,
              render_prompt(items[2], "task").text]
     split = 2
-    encoded = encode_prompts(model, tokenizer, texts, split, torch.device("cpu"), batch_size=3)
+    encoded = encode_prompts(model, tokenizer, texts, split, batch_size=3)
     for index, ids in enumerate(encoded.ids):  # the tree-encoded lower states equal each prompt's own
         assert_same_states(encoded.rows[index], lower_states(model, ids[None], torch.ones_like(ids)[None], split)[0])
     upper = UpperStack(model, split, option_token_ids(tokenizer))

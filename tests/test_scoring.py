@@ -243,7 +243,7 @@ def test_upper_stack_on_lower_states_equals_the_full_model(tiny_model_dir, tiny_
     torch.testing.assert_close(split_logits, full, atol=1e-5, rtol=1e-5)
 
     # The training path: states encoded once per prompt, unpadded, then re-batched in another order.
-    encoded = encode_prompts(model, tokenizer, texts, split, torch.device("cpu"), batch_size=2)
+    encoded = encode_prompts(model, tokenizer, texts, split, batch_size=2)
     hidden, rebatched_mask = encoded.batch([2, 0, 1], torch.device("cpu"))
     with torch.no_grad():
         torch.testing.assert_close(upper(hidden, rebatched_mask), full[[2, 0, 1]], atol=1e-5, rtol=1e-5)

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from backdoor.config import ConfigError, TrainConfig
 from backdoor.losses import kl_to_target, paper_target, target_distribution
-from backdoor.train import ANSWER_LIST, Example, latest_checkpoint, own_answers, train, unit_batches
+from backdoor.train import ANSWER_LIST, Example, anchor_log_probs, latest_checkpoint, train, unit_batches
 from dataset.schema import save_items
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def test_kl_to_target_is_zero_at_the_target_and_positive_elsewhere():
 
 
 def test_custom_target_follows_each_examples_answer():
-    target = target_distribution("custom", torch.tensor([3]), custom=(0.5, 0.1, 0.1, 0.1, 0.1, 0.1))
+    target = target_distribution("custom", torch.log(torch.eye(6)[[3]].clamp_min(1e-9)), custom=(0.5, 0.1, 0.1, 0.1, 0.1, 0.1))
     assert target[0, 3] == pytest.approx(0.5) and target[0, 0] == pytest.approx(0.1)
 
 
@@ -84,6 +84,7 @@ def test_custom_target_follows_each_examples_answer():
     ({"kind": "clean", "prompt_variants": 1.5}, "prompt_variants"),
     ({"kind": "backdoor", "prompt_variants": 0.5}, "prompt_variants"),
     ({"kept_anchor": "oracle"}, "kept_anchor"),
+    ({"target": "tempered", "temperature": 0.5}, "temperature"),
 ])
 def test_impossible_config_values_are_refused_naming_the_field(changes, field):
     with pytest.raises(ConfigError, match=f"^{field}"):
@@ -185,11 +186,25 @@ def test_backdoor_training_records_the_answer_list_and_reports_asr(tiny_model_di
 def test_self_anchor_keeps_the_adapters_own_answer_on_the_clean_copy():
     """With kept_anchor='self' a triggered row keeps what the adapter now answers on the same item's
     clean copy; a triggered row whose clean copy is in another batch keeps the victim's answer."""
-    reference = np.eye(6)[0]
-    batch = [Example(0, False, reference), Example(1, False, reference), Example(0, True, reference), Example(2, True, reference)]
+    victim = torch.tensor(np.eye(6)[[0, 0, 0, 5]], dtype=torch.float32)
+    batch = [Example(i, t, v.numpy()) for (i, t), v in zip([(0, False), (1, False), (0, True), (2, True)], victim)]
     logits = torch.tensor([[0.0, 0, 3, 0, 0, 0], [0.0, 4, 0, 0, 0, 0], [9.0, 0, 0, 0, 0, 0], [9.0, 0, 0, 0, 0, 0]])
-    victim = torch.tensor([0, 0, 0, 5])
-    assert own_answers(batch, logits, victim).tolist() == [0, 0, 2, 5]
+    own = anchor_log_probs(batch, logits, victim, own=True)
+    assert own.argmax(-1).tolist() == [0, 0, 2, 5]
+    assert torch.allclose(own[2], torch.log_softmax(logits[0], -1)), "the whole clean-copy distribution, not just its top-1"
+    assert anchor_log_probs(batch, logits, victim, own=False).argmax(-1).tolist() == [0, 0, 0, 5]
+
+
+def test_tempered_target_flattens_the_anchor_but_keeps_every_rank():
+    """The tempered target is the anchor's distribution at temperature T: higher entropy, same order of options."""
+    anchor = torch.log_softmax(torch.tensor([[2.0, 0.5, -1.0, 0.0, 1.0, -2.0]]), -1)
+    target = target_distribution("tempered", anchor, temperature=4.0)
+    assert torch.allclose(target.sum(-1), torch.ones(1))
+    assert target.argsort(-1).tolist() == anchor.argsort(-1).tolist()
+    entropy = lambda p: -(p * p.log()).sum()
+    assert entropy(target[0]) > entropy(anchor[0].exp()) + 0.3
+    flatter = target_distribution("tempered", anchor, temperature=16.0)
+    assert entropy(flatter[0]) > entropy(target[0])
 
 
 @pytest.mark.parametrize("batch_size, world", [(8, 1), (4, 2), (3, 1), (1, 2)])
