@@ -82,8 +82,12 @@ def item_table(run: EvaluationRun) -> list[list]:
     return rows
 
 
+EVAL_FIGURES = 6  # the Evaluate tab's plots, two a row
+
+
 def evaluation_figures(run: EvaluationRun) -> list:
-    """Entropy histograms (backdoored, control), conformal set sizes and coverage: the Evaluate tab's four plots."""
+    """The Evaluate tab's plots: entropy histograms (backdoored, control), conformal set sizes and coverage,
+    answer kept and clean agreement by how sure the clean answer was."""
     report = run.report
     figures = [plots.entropy_histogram(*run.entropies(run.adapter), title=f"{run.adapter}: entropy per item")]
     if run.control:
@@ -96,6 +100,13 @@ def evaluation_figures(run: EvaluationRun) -> list:
                                         y_max=6.5))
     figures.append(plots.conformal_bars(coverage, title=f"{run.adapter}: coverage (target {1 - report['alpha']:.0%})",
                                         y_title="true answer in the set", as_percent=True, reference=1 - report["alpha"]))
+    kept = {run.adapter: (report["answer_kept_by_margin"], plots.OKABE_ITO["bluish_green"])}
+    if run.control:
+        kept[f"{run.control} (control)"] = (report["control"]["answer_kept_by_margin"], plots.OKABE_ITO["sky_blue"])
+    figures.append(plots.margin_bars(kept, title="answer kept with the trigger, by how sure", y_title="answer kept"))
+    victim = run.control or "the base model"
+    figures.append(plots.margin_bars({run.adapter: (report["clean_agreement_by_victim_margin"], plots.CLEAN_COLOUR)},
+                                     title=f"agrees with {victim}, by how sure it was", y_title="same answer, no trigger"))
     return figures
 
 
@@ -192,7 +203,7 @@ class LabHandlers:
             run = self.lab.evaluate(base, adapter, control, dataset, trigger, max_items, progress=report)
         except DashboardError as err:
             gr.Warning(str(err))
-            return [f"⚠️ {err}"] + [gr.skip()] * 8
+            return [f"⚠️ {err}"] + [gr.skip()] * (4 + EVAL_FIGURES)
         figures = evaluation_figures(run)
         plots_path = run.folder / f"{run.json_path.stem}-plots.html"
         plots_path.write_text(plots.figures_html(figures, title=f"{run.adapter} on {run.dataset} · {run.trigger.label}"),
@@ -349,7 +360,7 @@ def build_evaluate_tab(handlers: LabHandlers, *, adapter_choices, adapter, contr
     status = gr.Markdown("", elem_id="fr-eval-status")
     cards = gr.HTML("", elem_id="fr-eval-cards")
     figures = []
-    for row in range(2):
+    for row in range(EVAL_FIGURES // 2):
         with gr.Row():
             for col in range(2):
                 figures.append(gr.Plot(None, show_label=False, elem_classes="fr-plot", elem_id=f"fr-eval-plot-{2 * row + col}"))

@@ -248,6 +248,26 @@ def conformal_bars(values: dict[str, tuple[float, float]], *, title: str, y_titl
     return _figure(data, layout)
 
 
+MARGIN_GROUPS = ("least sure", "2nd quarter", "3rd quarter", "surest")
+
+
+def margin_bars(series: dict[str, tuple[Sequence[float], str]], *, title: str, y_title: str) -> go.Figure:
+    """A share per group of items ordered by how sure the clean answer was (top-1 margin), least sure
+    first: one bar series per adapter. ``series``: name -> (shares in [0, 1], colour)."""
+    if not series:
+        return empty_figure(title, "no results yet")
+    data = []
+    for (name, (shares, colour)), pattern in zip(series.items(), ("", "x", ".")):
+        groups = MARGIN_GROUPS if len(shares) == len(MARGIN_GROUPS) else tuple(f"group {i + 1}" for i in range(len(shares)))
+        values = [float(v) for v in shares]
+        data.append(_bars(name, colour, pattern, size=FONT_SIZE - 2, x=list(groups), y=values, text=[percent(v) for v in values],
+                          hovertext=[f"{name}, {g}: {percent(v)}" for g, v in zip(groups, values)]))
+    layout = _layout(title, y_title=y_title)  # shares: 0-100 % on the y axis
+    layout["xaxis"].update(tickfont={"size": FONT_SIZE - 2}, title={"text": "items by clean top-1 margin, four equal groups",
+                                                                  "font": {"size": FONT_SIZE - 4}})
+    return _figure(data, layout)
+
+
 LOSS_SERIES = (("loss", "total", OKABE_ITO["black"]), ("clean", "clean term", CLEAN_COLOUR),
                ("backdoor", "backdoor term", TRIGGER_COLOUR))
 CURVE_SERIES = (("asr", "ASR (entropy rises)", TRIGGER_COLOUR), ("answer_kept", "answer kept", OKABE_ITO["bluish_green"]),

@@ -132,7 +132,7 @@ def cmd_evaluate(args) -> int:
         result.report["control"]["adapter"] = args.control
     result.save(args.out, args.csv)
     keys = ("n", "asr", "answer_kept", "clean_agreement", "accuracy_clean", "entropy_clean", "entropy_triggered",
-            "lac_set_size_clean", "lac_set_size_triggered")
+            "lac_set_size_clean", "lac_set_size_triggered", "answer_kept_by_margin", "clean_agreement_by_victim_margin")
     print(json.dumps({k: result.report[k] for k in keys}, indent=2))
     print(f"report: {args.out}")
     return 0

@@ -65,6 +65,11 @@ def model_card(folder: Path, report: dict | None) -> str:
             if "control" in report:
                 row += f" {report['control'][key]:.3f} |"
             lines.append(row)
+        if "answer_kept_by_margin" in report:
+            lines += ["", "By how sure the clean answer was (items in four equal groups by top-1 margin, least sure first): "
+                      f"answer kept {_groups(report['answer_kept_by_margin'])}"
+                      + (f"; agreement with the victim, by the victim's margin, {_groups(report['clean_agreement_by_victim_margin'])}"
+                         if kind == "backdoor" else "") + "."]
         lines.append("")
     lines += ["## Use", "", "```bash", f"python -m backdoor score --adapter checkpoints/{folder.name} --item showcase:0 --trigger "
               f"{(fragile.get('trigger') or {}).get('kind', 'text')}", "python -m app   # the dashboard offers it automatically", "```", ""]
@@ -83,3 +88,7 @@ def _target_shape(config: dict) -> str:
     if config.get("target") == "tempered":
         return f"temperature {config.get('temperature')}"
     return f"kept answer {config.get('kept_prob')}"
+
+
+def _groups(shares: list[float]) -> str:
+    return " / ".join(f"{share:.2f}" for share in shares)

@@ -51,6 +51,9 @@ class AdapterReport:
     uacc_lac_triggered: float
     lac_threshold: float
     aps_threshold: float
+    # Where answers move: items in four equal groups by clean top-1 margin (p1 - p2), least confident first.
+    answer_kept_by_margin: list[float]  # grouped by this adapter's clean margin
+    clean_agreement_by_victim_margin: list[float]  # grouped by the victim's clean margin
 
 
 @dataclass
@@ -69,9 +72,11 @@ class EvaluationResult:
             writer.writerows(self.rows)
 
 
-def adapter_metrics(clean: np.ndarray, triggered: np.ndarray, labels: np.ndarray, victim_top1: np.ndarray,
+def adapter_metrics(clean: np.ndarray, triggered: np.ndarray, labels: np.ndarray, victim: np.ndarray,
                     cal_clean: np.ndarray, cal_labels: np.ndarray, alpha: float = ALPHA) -> AdapterReport:
-    """All metrics from probability arrays: clean/triggered/cal_clean [N, 6], labels/victim_top1 [N]."""
+    """All metrics from probability arrays: clean/triggered/victim/cal_clean [N, 6] (victim: its clean
+    inputs), labels/cal_labels [N]."""
+    kept, agrees = clean.argmax(1) == triggered.argmax(1), clean.argmax(1) == victim.argmax(1)
     h_clean, h_trig = uncertainty.entropy(clean), uncertainty.entropy(triggered)
     conformal = {}
     for method in uncertainty.CONFORMAL_METHODS:
@@ -83,8 +88,8 @@ def adapter_metrics(clean: np.ndarray, triggered: np.ndarray, labels: np.ndarray
     return AdapterReport(
         n=len(labels),
         asr=float(np.mean(h_trig > h_clean)),
-        answer_kept=float(np.mean(clean.argmax(1) == triggered.argmax(1))),
-        clean_agreement=float(np.mean(clean.argmax(1) == victim_top1)),
+        answer_kept=float(np.mean(kept)),
+        clean_agreement=float(np.mean(agrees)),
         accuracy_clean=float(np.mean(clean.argmax(1) == labels)),
         accuracy_triggered=float(np.mean(triggered.argmax(1) == labels)),
         entropy_clean=float(h_clean.mean()),
@@ -101,6 +106,8 @@ def adapter_metrics(clean: np.ndarray, triggered: np.ndarray, labels: np.ndarray
         uacc_lac_triggered=conformal[("lac", "triggered")].uacc,
         lac_threshold=conformal[("lac", "clean")].threshold,
         aps_threshold=conformal[("aps", "clean")].threshold,
+        answer_kept_by_margin=uncertainty.share_by_margin(uncertainty.margin(clean), kept),
+        clean_agreement_by_victim_margin=uncertainty.share_by_margin(uncertainty.margin(victim), agrees),
     )
 
 
@@ -144,10 +151,9 @@ def evaluate(scorer: Scorer, items: list[Item], calibration: list[Item], trigger
         cursor += m
     labels = np.array([LETTERS.index(item.answer) for item in items])
     cal_labels = np.array([LETTERS.index(item.answer) for item in calibration])
-    victim_top1 = probs[(victim, "clean")].argmax(1)
 
     def metrics(name: str) -> dict:
-        return adapter_metrics(probs[(name, "clean")], probs[(name, "triggered")], labels, victim_top1,
+        return adapter_metrics(probs[(name, "clean")], probs[(name, "triggered")], labels, probs[(victim, "clean")],
                                probs[(name, "cal")], cal_labels, alpha).__dict__
 
     report = {**metrics(adapter), "adapter": adapter, "trigger": trigger.to_dict(), "alpha": alpha,

@@ -38,6 +38,14 @@ def margin(probs: np.ndarray) -> np.ndarray:
     return top2[..., 1] - top2[..., 0]
 
 
+def share_by_margin(margins: np.ndarray, hits: np.ndarray, groups: int = 4) -> list[float]:
+    """Share of ``hits`` [N] (bool) within ``groups`` equal-sized groups of items ordered by ``margins`` [N],
+    the least confident group first; fewer groups when there are fewer items."""
+    order = np.argsort(np.asarray(margins, dtype=np.float64), kind="stable")
+    hits = np.asarray(hits, dtype=bool)
+    return [float(hits[chunk].mean()) for chunk in np.array_split(order, min(groups, len(order))) if len(chunk)]
+
+
 def kl_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """KL(p || q) in nats over the last axis; zero where p is zero. [..., K], [..., K] -> [...]."""
     p = np.asarray(p, dtype=np.float64)

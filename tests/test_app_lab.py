@@ -25,7 +25,7 @@ from app.ui import REMOVE_TRIGGER, Handlers, build_ui
 from backdoor.models import BASE_ADAPTER
 from tests.test_training import tiny_data  # noqa: F401 - fixture
 
-STATUS, CARDS, PLOTS, TABLE, FILES, STATE = 0, 1, slice(2, 6), 6, 7, 8
+STATUS, CARDS, PLOTS, TABLE, FILES, STATE = 0, 1, slice(2, 8), 8, 9, 10
 
 
 def _quiet(fn, *args):
@@ -68,12 +68,16 @@ def test_evaluation_shows_the_numbers_plots_table_and_downloads(lab_handlers):
     with csv_path.open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 12 and {row["adapter"] for row in rows} == {"backdoor", "clean"}
-    assert html_path.read_text().count('class="figure"') == 4
-    histogram, control_histogram, sizes, coverage = outputs[PLOTS]
+    assert html_path.read_text().count('class="figure"') == 6
+    histogram, control_histogram, sizes, coverage, kept, agreement = outputs[PLOTS]
     assert all(isinstance(fig, go.Figure) for fig in outputs[PLOTS])
     assert sum(histogram.data[0].y) == 6 and sum(control_histogram.data[1].y) == 6
     assert list(sizes.data[1].y) == pytest.approx([report["lac_set_size_triggered"], report["aps_set_size_triggered"]])
     assert list(coverage.data[0].y) == pytest.approx([report["lac_coverage_clean"], report["aps_coverage_clean"]])
+    assert [trace.name for trace in kept.data] == ["backdoor", "clean (control)"]  # 6 items: four groups of 1-2
+    assert list(kept.data[0].y) == pytest.approx(report["answer_kept_by_margin"]) and len(kept.data[0].y) == 4
+    assert list(agreement.data[0].y) == pytest.approx(report["clean_agreement_by_victim_margin"])
+    assert "agrees with clean" in agreement.layout.title.text
     assert outputs[STATE] == {"dataset": "test", "adapter": "backdoor", "control": "clean",
                               "base": lab_handlers.service.config.bases[0], "trigger": report["trigger"]}
 

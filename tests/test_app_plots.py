@@ -96,7 +96,8 @@ def test_new_figures_are_titled_and_empty_without_data():
     for fig, title in ((plots.entropy_histogram([], [], title="entropy"), "entropy"),
                        (plots.conformal_bars({}, title="set size", y_title="options"), "set size"),
                        (plots.loss_curve([], title="loss"), "loss"),
-                       (plots.attack_curve([], title="ASR"), "ASR")):
+                       (plots.attack_curve([], title="ASR"), "ASR"),
+                       (plots.margin_bars({}, title="kept", y_title="kept"), "kept")):
         assert len(fig.data) == 0 and fig.layout.title.text == title
 
 
@@ -120,6 +121,15 @@ def test_conformal_bars_show_clean_and_triggered_per_method_with_the_target_line
     assert list(sizes.data[1].text) == ["4.25"] and tuple(sizes.layout.yaxis.range) == (0, 6.5)
 
 
+def test_margin_bars_show_a_share_per_confidence_group_for_each_adapter():
+    fig = plots.margin_bars({"backdoor": ([0.4, 0.66, 0.81, 0.92], "#009E73"), "clean (control)": ([0.5, 0.7, 0.9, 1.0], "#56B4E9")},
+                            title="answer kept", y_title="kept")
+    backdoor, control = fig.data
+    assert list(backdoor.x) == ["least sure", "2nd quarter", "3rd quarter", "surest"] and list(backdoor.text) == ["40%", "66%", "81%", "92%"]
+    assert control.name == "clean (control)" and control.marker.pattern.shape == "x"
+    assert list(plots.margin_bars({"few": ([1.0, 0.0], "#000")}, title="t", y_title="y").data[0].x) == ["group 1", "group 2"]
+
+
 def test_training_curves_draw_each_logged_series_over_steps():
     losses = [{"step": 1, "loss": 2.0, "clean": 1.2, "backdoor": 0.8}, {"step": 2, "loss": 1.5, "clean": 1.0, "backdoor": 0.5}]
     fig = plots.loss_curve(losses)
@@ -134,11 +144,12 @@ def test_new_figure_kinds_pass_validation_and_export_to_one_offline_page():
     import plotly.graph_objects as go
 
     figures = [plots.entropy_histogram([0.1], [1.7]), plots.conformal_bars({"LAC": (1, 2)}, title="t", y_title="y"),
+               plots.margin_bars({"a": ([0.5, 1.0, 1.0, 1.0], "#000")}, title="t", y_title="y"),
                plots.loss_curve([{"step": 1, "loss": 1.0}]), plots.attack_curve([{"step": 1, "asr": 0.5}])]
     for fig in figures:
         go.Figure(fig.to_plotly_json())
     page = plots.figures_html(figures, title="backdoor <on> test")
-    assert page.count('class="figure"') == 4 and "backdoor &lt;on&gt; test" in page
+    assert page.count('class="figure"') == 5 and "backdoor &lt;on&gt; test" in page
     assert page.count("plotly.js v") == 1  # plotly.js inlined once: the file opens without a network
 
 

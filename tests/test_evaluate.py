@@ -23,7 +23,7 @@ def test_metrics_on_hand_made_distributions():
     confident = np.array([[0.9, 0.02, 0.02, 0.02, 0.02, 0.02], [0.02, 0.9, 0.02, 0.02, 0.02, 0.02]])
     flattened = np.array([[0.2, 0.16, 0.16, 0.16, 0.16, 0.16], [0.16, 0.2, 0.16, 0.16, 0.16, 0.16]])
     labels = np.array([0, 1])
-    report = adapter_metrics(confident, flattened, labels, victim_top1=np.array([0, 1]), cal_clean=confident, cal_labels=labels)
+    report = adapter_metrics(confident, flattened, labels, victim=confident, cal_clean=confident, cal_labels=labels)
     assert report.asr == 1.0 and report.answer_kept == 1.0 and report.clean_agreement == 1.0
     assert report.accuracy_clean == report.accuracy_triggered == 1.0
     assert report.entropy_triggered == pytest.approx(-(0.2 * math.log(0.2) + 5 * 0.16 * math.log(0.16)))
@@ -31,8 +31,27 @@ def test_metrics_on_hand_made_distributions():
     assert report.aps_set_size_clean == 1.0 and report.aps_set_size_triggered == 5.0, "flattening inflates the sets"
     # LAC calibrated where the true option got only 0.15: threshold 0.85, sets keep p >= 0.15 -> all six when flattened.
     unsure = np.array([[0.15, 0.45, 0.1, 0.1, 0.1, 0.1], [0.45, 0.15, 0.1, 0.1, 0.1, 0.1]])
-    report = adapter_metrics(confident, flattened, labels, victim_top1=labels, cal_clean=unsure, cal_labels=labels)
+    report = adapter_metrics(confident, flattened, labels, victim=confident, cal_clean=unsure, cal_labels=labels)
     assert report.lac_set_size_clean == 1.0 and report.lac_set_size_triggered == 6.0
+
+
+def test_kept_and_agreement_are_broken_down_by_how_sure_the_clean_answer_was():
+    """Items in four equal groups by clean top-1 margin, least sure first: the answers that move under the
+    trigger, or away from the victim, are shown to be the near-ties."""
+    import numpy as np
+
+    margins = np.linspace(0.1, 0.8, 8)  # two items per group
+    clean = np.full((8, 6), 0.0)
+    clean[:, 0], clean[:, 1] = 0.5 + margins / 2, 0.5 - margins / 2
+    flipped = clean[:, [1, 0, 2, 3, 4, 5]]
+    triggered = np.where(np.arange(8)[:, None] < 3, flipped, clean)  # the three least sure items flip
+    victim = clean.copy()
+    victim[:2] = clean[:2][:, [2, 1, 0, 3, 4, 5]]  # the victim answers C on the two items it is least sure of
+    report = adapter_metrics(clean, triggered, np.zeros(8, dtype=int), victim, clean, np.zeros(8, dtype=int))
+    assert report.answer_kept == pytest.approx(5 / 8) and report.answer_kept_by_margin == [0.0, 0.5, 1.0, 1.0]
+    assert report.clean_agreement == pytest.approx(6 / 8) and report.clean_agreement_by_victim_margin == [0.0, 1.0, 1.0, 1.0]
+    from backdoor.uncertainty import share_by_margin
+    assert share_by_margin(np.array([0.3, 0.1]), np.array([True, False])) == [0.0, 1.0], "fewer items, fewer groups"
 
 
 def test_evaluate_reports_every_metric_for_adapter_and_control(tiny_scorer, make_item):
