@@ -103,7 +103,8 @@ def evaluation_figures(run: EvaluationRun) -> list:
     kept = {run.adapter: (report["answer_kept_by_margin"], plots.OKABE_ITO["bluish_green"])}
     if run.control:
         kept[f"{run.control} (control)"] = (report["control"]["answer_kept_by_margin"], plots.OKABE_ITO["sky_blue"])
-    figures.append(plots.margin_bars(kept, title="answer kept with the trigger, by how sure", y_title="answer kept"))
+    figures.append(plots.margin_bars(kept, title="answer kept with the trigger, by how sure the clean answer was",
+                                     y_title="answer kept"))
     victim = run.control or "the base model"
     figures.append(plots.margin_bars({run.adapter: (report["clean_agreement_by_victim_margin"], plots.CLEAN_COLOUR)},
                                      title=f"agrees with {victim}, by how sure it was", y_title="same answer, no trigger"))
