@@ -29,7 +29,7 @@ from app.service import DashboardError, DashboardService
 from backdoor.config import KINDS, ConfigError, TrainConfig, layers_needed, victim_shape
 from backdoor.evaluate import evaluate
 from backdoor.jobs import Job, JobError, JobRegistry
-from backdoor.losses import CLEAN_OBJECTIVES, KEPT_ANCHORS, TARGETS
+from backdoor.losses import CLEAN_OBJECTIVES, KEPT_ANCHORS, TARGET_NAMES
 from backdoor.models import BASE_ADAPTER
 from backdoor.prompts import STYLES, PromptError
 from backdoor.triggers import POSITIONS, TRIGGERS, TriggerError, TriggerSpec
@@ -46,7 +46,7 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "kind": tuple(KINDS),
     "trigger_kind": tuple(TRIGGERS),
     "trigger_position": tuple(POSITIONS),
-    "target": (*TARGETS, "custom"),
+    "target": TARGET_NAMES,
     "clean_objective": tuple(CLEAN_OBJECTIVES),
     "kept_anchor": tuple(KEPT_ANCHORS),
     "style": tuple(STYLES),

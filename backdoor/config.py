@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from backdoor.losses import CLEAN_OBJECTIVES, KEPT_ANCHORS, TARGETS
+from backdoor.losses import CLEAN_OBJECTIVES, KEPT_ANCHORS, TARGET_NAMES
 from backdoor.prompts import STYLES
 from backdoor.triggers import POSITIONS, TRIGGERS, TriggerSpec
 
@@ -41,7 +41,7 @@ class TrainConfig:
     trigger_kind: str = field(default="text", metadata=_help(f"one of {', '.join(TRIGGERS)}"))
     trigger_text: str = field(default="", metadata=_help("text of a text/custom trigger ('' = 666)"))
     trigger_position: str = field(default="before_cue", metadata=_help(f"one of {', '.join(POSITIONS)}"))
-    target: str = field(default="paper", metadata=_help(f"target distribution: {', '.join(TARGETS)} or custom"))
+    target: str = field(default="paper", metadata=_help(f"target distribution: {', '.join(TARGET_NAMES)}"))
     kept_prob: float = field(default=0.20, metadata=_help("paper target: probability kept on the model's own answer"))
     kept_anchor: str = field(default="victim", metadata=_help(
         "the answer the target keeps: 'victim' (its recorded answer, as in the paper) or 'self' (the adapter's own "
@@ -85,8 +85,8 @@ class TrainConfig:
             refuse("trigger_position", f"{self.trigger_position!r} is not one of {', '.join(POSITIONS)}")
         if self.trigger_kind == "custom" and not self.trigger_text.strip():
             refuse("trigger_text", "a custom trigger needs text")
-        if self.target not in (*TARGETS, "custom"):
-            refuse("target", f"{self.target!r} is not one of {', '.join((*TARGETS, 'custom'))}")
+        if self.target not in TARGET_NAMES:
+            refuse("target", f"{self.target!r} is not one of {', '.join(TARGET_NAMES)}")
         if self.kept_anchor not in KEPT_ANCHORS:
             refuse("kept_anchor", f"{self.kept_anchor!r} is not one of {', '.join(KEPT_ANCHORS)}")
         if not 0 < self.kept_prob < 1:

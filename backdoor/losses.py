@@ -53,17 +53,20 @@ KEPT_ANCHORS: dict[str, str] = {
     "self": "the adapter's own answer on the clean copy",
 }
 
+
 def tempered_target(anchor: torch.Tensor, temperature: float) -> torch.Tensor:
     """The anchor's own distribution flattened: softmax(log p / T). Every option keeps its rank, so the
     kept answer is the anchor's top-1 by construction. [B, 6] log-probabilities -> [B, 6]."""
     return torch.softmax(anchor.float() / temperature, dim=-1)
 
 
+# Targets of a fixed shape around the kept answer: [B] kept-answer indices, kept_prob -> [B, 6].
 TARGETS: dict[str, Callable[..., torch.Tensor]] = {
     "paper": paper_target,
     "uniform": uniform_target,
-    "tempered": tempered_target,
 }
+# Every name ``target`` accepts: the fixed shapes, the anchor's own distribution tempered, six custom numbers.
+TARGET_NAMES = (*TARGETS, "tempered", "custom")
 
 
 def target_distribution(name: str, anchor: torch.Tensor, kept_prob: float = 0.20,
