@@ -180,6 +180,16 @@ def anchor_log_probs(batch: list[Example], logits: torch.Tensor, reference: torc
 # --- checkpoints -----------------------------------------------------------------------------
 
 
+def same_config(saved: dict, config: TrainConfig) -> bool:
+    """Whether a checkpoint's saved config is ``config``. A field added to TrainConfig since the checkpoint
+    was written counts at its default, which keeps the behaviour of the code that wrote it; a field
+    since removed, or any other difference, does not match."""
+    try:
+        return TrainConfig.from_dict(saved).to_dict() == config.to_dict()
+    except (ConfigError, TypeError):
+        return False
+
+
 def _atomic_dir_write(target: Path, write: Callable[[Path], None]) -> None:
     """Write a folder under a temporary name, then rename it into place: a kill never leaves half a folder."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -420,7 +430,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
         checkpoint = latest_checkpoint(out) if resume else None
         if checkpoint is not None:
             state = torch.load(checkpoint / "state.pt", map_location="cpu", weights_only=False)
-            if state.get("config") != config.to_dict():
+            if not same_config(state.get("config") or {}, config):
                 raise ConfigError(f"{out}: holds checkpoints of a different config; choose a new output folder or pass --no-resume")
             set_peft_model_state_dict(model, state["adapter"], adapter_name=TRAIN_ADAPTER)
             optimizer.load_state_dict(state["optimizer"])

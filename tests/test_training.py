@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from backdoor.config import ConfigError, TrainConfig
 from backdoor.losses import kl_to_target, paper_target, target_distribution
-from backdoor.train import ANSWER_LIST, Example, anchor_log_probs, latest_checkpoint, train, unit_batches
+from backdoor.train import ANSWER_LIST, Example, anchor_log_probs, latest_checkpoint, same_config, train, unit_batches
 from dataset.schema import save_items
 
 REPO = Path(__file__).resolve().parents[1]
@@ -248,6 +248,21 @@ def test_cancel_leaves_a_usable_checkpoint_and_resume_finishes_identically(tiny_
     train(config, tmp_path / "straight")
     a, b = adapter_weights(tmp_path / "run" / "adapter"), adapter_weights(tmp_path / "straight" / "adapter")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), "resume continues exactly where it stopped"
+
+
+def test_a_checkpoint_from_before_a_config_field_existed_still_resumes(tiny_model_dir, tiny_data, tmp_path):
+    """A checkpoint whose saved config lacks fields added since (at their defaults here) resumes; one that
+    names a field that no longer exists, or differs in a value, does not."""
+    config = tiny_config(tiny_model_dir, tiny_data, epochs=2, eval_items=0, eval_every=0, checkpoint_every=0)
+    train(config, tmp_path / "run", should_stop=lambda: True)
+    state_path = latest_checkpoint(tmp_path / "run") / "state.pt"
+    state = torch.load(state_path, weights_only=False)
+    for added_since in ("kept_anchor", "temperature"):
+        del state["config"][added_since]
+    torch.save(state, state_path)
+    assert train(config, tmp_path / "run").status == "finished"
+    assert not same_config({**config.to_dict(), "retired_field": 1}, config)
+    assert not same_config({**config.to_dict(), "kept_anchor": "self"}, config)
 
 
 def test_resume_refuses_a_folder_from_another_config(tiny_model_dir, tiny_data, tmp_path):
