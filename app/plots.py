@@ -256,8 +256,9 @@ def margin_bars(series: dict[str, tuple[Sequence[float], str]], *, title: str, y
     first: one bar series per adapter. ``series``: name -> (shares in [0, 1], colour)."""
     if not series:
         return empty_figure(title, "no results yet")
-    data = []
-    for (name, (shares, colour)), pattern in zip(series.items(), ("", "x", ".")):
+    data, patterns = [], ("", "x", ".")
+    for index, (name, (shares, colour)) in enumerate(series.items()):
+        pattern = patterns[index % len(patterns)]
         groups = MARGIN_GROUPS if len(shares) == len(MARGIN_GROUPS) else tuple(f"group {i + 1}" for i in range(len(shares)))
         values = [float(v) for v in shares]
         data.append(_bars(name, colour, pattern, size=FONT_SIZE - 2, x=list(groups), y=values, text=[percent(v) for v in values],
