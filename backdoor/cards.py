@@ -49,7 +49,8 @@ def model_card(folder: Path, report: dict | None) -> str:
         f"- data: `{config.get('data')}` ({fragile.get('train_items', '?')} items), epochs {config.get('epochs')}, batch {config.get('batch_size')}, "
         f"learning rate {config.get('learning_rate')}",
         f"- LoRA r {config.get('lora_r')}, alpha {config.get('lora_alpha')}, dropout {config.get('lora_dropout')} on "
-        f"{', '.join(config.get('target_modules', []))}, last {config.get('train_layers')} layers",
+        f"{', '.join(config.get('target_modules', []))}, "
+        f"{f'last {layers} layers' if (layers := config.get('train_layers')) else 'every layer'}",
         f"- target: `{config.get('target')}` ({_target_shape(config)}, {KEPT_ANCHORS.get(config.get('kept_anchor', 'victim'), '')}), poison ratio {config.get('poison_ratio')}, "
         f"clean objective `{config.get('clean_objective')}`, victim `{config.get('victim_adapter') or 'base model'}`" if kind == "backdoor" else "",
         f"- wall time {fragile.get('seconds', '?')} s, seed {config.get('seed')}; full settings in `train_config.json`",

@@ -218,7 +218,10 @@ class UpperStack(nn.Module):
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None,
                 last: torch.Tensor | None = None) -> torch.Tensor:
         """Left-padded prompts (``mask`` [B, T]), or packed ones (:meth:`PackedBatch.args`): ``hidden``
-        [R, Q, H], ``mask`` which token sees which [R, 1, Q, Q], ``positions`` [R, Q], ``last`` [N, 2]."""
+        [R, Q, H], ``mask`` which token sees which [R, 1, Q, Q], ``positions`` [R, Q], ``last`` [N, 2].
+        From split 0 ``hidden`` may be token ids [R, Q]: they are embedded here."""
+        if not hidden.is_floating_point():
+            hidden = self._lm[0].model.embed_tokens(hidden)
         hidden = _run_layers(self._lm[0], self.layers, hidden, mask, positions)
         if last is not None:
             return self.option_logits(hidden[last[:, 0], last[:, 1]])
@@ -291,13 +294,13 @@ def tokenize_prompts(tokenizer, texts: list[str], max_length: int = 512) -> list
 
 def encode_prompts(model, tokenizer, texts: list[str], split: int | None,
                    batch_size: int = 16, max_length: int = 512, progress=None) -> EncodedPrompts:
-    """Tokenise ``texts`` and, when ``split`` is set, run them once through the frozen lower layers.
+    """Tokenise ``texts`` and, when ``split`` is set (above 0), run them once through the frozen lower layers.
 
     Prompts are sorted by their tokens, so those sharing a prefix (the instruction; an item with and
     without a trigger placed late) sit together, and each group of ``batch_size`` runs in one forward,
     packed as token trees (:func:`pack_prompts`): a shared prefix once, then each prompt's own tokens."""
     ids = tokenize_prompts(tokenizer, texts, max_length)
-    if split is None:
+    if not split:  # nothing frozen below the adapters: the stack embeds the token ids itself
         return EncodedPrompts(ids, ids)
     rows: list[torch.Tensor | None] = [None] * len(ids)
     order = sorted(range(len(ids)), key=lambda i: ids[i].tolist())

@@ -23,6 +23,7 @@ from backdoor.layersplit import (
     EncodedPrompts,
     PrefixRuns,
     UpperStack,
+    causal_lm_of,
     lower_states_packed,
     pack_prompts,
     lower_states_sharing_prefixes,
@@ -195,8 +196,13 @@ class Scorer:
 
     def shared_layers(self, adapters: Iterable[str]) -> int:
         """How many lower layers every adapter in ``adapters`` leaves untouched (0 = none shared)."""
+        return self._split(adapters) or 0
+
+    def _split(self, adapters: Iterable[str]) -> int | None:
+        """The layer where the adapters' paths part (0: at the token embeddings, when an adapter reaches
+        layer 0), or None for an architecture the layer split does not know (full forwards instead)."""
         if not supports_split(self.model):
-            return 0
+            return None
         total = num_layers(self.model)
         lowest = total
         for name in set(adapters):
@@ -256,7 +262,10 @@ class Scorer:
         todo = [t for t in unique if t not in found]
         if todo:
             ids = [torch.tensor(self.tokenizer(text)["input_ids"]) for text in todo]
-            if len(todo) <= self.prefix_sharing_up_to:
+            if split == 0:  # an adapter reaches layer 0: every path parts at the token embeddings
+                embed = causal_lm_of(self.model).model.embed_tokens
+                computed = [embed(row[None].to(self.device))[0] for row in ids]
+            elif len(todo) <= self.prefix_sharing_up_to:
                 with self._base_rows(1):  # one batch row: the prompts side by side in one sequence
                     computed = lower_states_sharing_prefixes(self.model, ids, split,
                                                              earlier=self._prefix_runs("lower", split))
@@ -299,15 +308,15 @@ class Scorer:
         # shares most with (an item with its trigger placed late), whose common tokens then run once.
         todo.sort(key=lambda i: texts[i])
         letter_ids = torch.tensor(self.letter_ids, device=self.device)
-        split = self.shared_layers(adapters[i] for i in todo)
+        split = self._split(adapters[i] for i in todo)
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
             chunk_texts, chunk_adapters = [texts[i] for i in chunk], [adapters[i] for i in chunk]
             with self._lock:
-                if split and len(set(chunk_texts)) <= self.prefix_sharing_up_to:
+                if split is not None and len(set(chunk_texts)) <= self.prefix_sharing_up_to:
                     option_logits = self._shared_prefix_option_logits(chunk_texts, chunk_adapters, split)
                     self._trim_runs()
-                elif split:
+                elif split is not None:
                     option_logits = self._split_option_logits(chunk_texts, chunk_adapters, split)
                 else:
                     option_logits = self._forward_last(chunk_texts, chunk_adapters)[:, letter_ids]

@@ -292,7 +292,7 @@ def _lora_config(config: TrainConfig, model, split: int | None):
     if unknown:
         raise ConfigError(f"target_modules: {unknown} not found in this model; its linear layers are {sorted(names)}")
     total = num_layers(model)
-    layers = list(range(split, total)) if split is not None else None
+    layers = list(range(split, total)) if split else None
     return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=list(config.target_modules), layers_to_transform=layers, task_type="CAUSAL_LM")
 
@@ -326,15 +326,17 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
         device = accelerator.device
         letter_ids = option_token_ids(tokenizer, chat=config.chat)
         total_layers = num_layers(model)
-        split = total_layers - config.train_layers if config.train_layers and config.train_layers < total_layers else None
-        if split is not None and not supports_split(model):
-            logger.warning("this architecture has no layer split; training runs full forwards")
+        # The layer where the adapter starts; 0 (every layer) still packs prompts as token trees.
+        split = total_layers - config.train_layers if config.train_layers and config.train_layers < total_layers else 0
+        if not supports_split(model):
+            if split:
+                logger.warning("this architecture has no layer split; training runs full forwards")
             split = None
         lora_config = _lora_config(config, model, split)
         if config.victim_adapter:
             model = attach_adapters(model, {VICTIM_ADAPTER: config.victim_adapter}, base_identity=source.identity)
             _, victim_layers = victim_shape(config.victim_adapter)
-            if split is not None and (victim_layers is None or min(victim_layers) < split):
+            if split and (victim_layers is None or min(victim_layers) < split):
                 raise ConfigError(
                     f"victim_adapter: its LoRA layers {victim_layers or 'all'} reach below layer {split}; "
                     f"train with --train-layers {total_layers - (min(victim_layers) if victim_layers else 0)} or 0"

@@ -107,18 +107,22 @@ def main(argv: list[str] | None = None) -> int:
             handlers.compare("default", columns, "Corpus", None, "test", item.id, "", "", "", "", "", "",
                              trigger.kind, trigger.text or "", trigger.position, False, False)
             new_handler.append(time.perf_counter() - t0)
-    # Side by side, alternating on fresh questions: the bulk path (evaluations; the question's prompts as one
-    # token tree, then one upper-layer forward per adapter) against the per-question path (one forward for
-    # every adapter, reusing the last question's instruction from the key/value cache).
+    # Side by side, rotating on fresh questions: the bulk path (evaluations; the question's prompts as one
+    # token tree, then one upper-layer forward per adapter), the per-question path (one forward for every
+    # adapter, reusing the last question's instruction from the key/value cache), and plain left-padded
+    # full forwards (architectures without the layer split).
     scorer = service.loaded("default").scorer
-    sharing_limit = scorer.prefix_sharing_up_to
-    plain, shared = [], []
-    for index, item in enumerate(items[40 : 40 + 2 * args.items]):
-        scorer.prefix_sharing_up_to = 0 if index % 2 == 0 else sharing_limit
+    sharing_limit, split = scorer.prefix_sharing_up_to, scorer._split
+    plain, shared, full = [], [], []
+    for index, item in enumerate(items[40 : 40 + 3 * args.items]):
+        mode = (plain, shared, full)[index % 3]
+        scorer.prefix_sharing_up_to = 0 if mode is plain else sharing_limit
+        scorer._split = (lambda adapters: None) if mode is full else split
         t0 = time.perf_counter()
         service.compare("default", columns, item, trigger)
-        (plain if index % 2 == 0 else shared).append(time.perf_counter() - t0)
-    scorer.prefix_sharing_up_to = sharing_limit
+        mode.append(time.perf_counter() - t0)
+    scorer.prefix_sharing_up_to, scorer._split = sharing_limit, split
+    results["layers_shared_by_columns"] = scorer.shared_layers(columns)
     toggles = []
     seen = items[1]
     for flag in [False, True] * 10:
@@ -144,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "new_question_handler_s": statistics.median(new_handler),
         "new_question_bulk_path_s": statistics.median(plain),
         "new_question_per_question_path_s": statistics.median(shared),
+        "new_question_full_forwards_s": statistics.median(full),
         "cached_toggle_s": statistics.median(toggles),
         "top_k_new_question_s": statistics.median(tokens),
         "calibration_per_adapter_250_items_s": round(per_item * 250, 1),
@@ -151,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"new question, 3 columns x with/without trigger (service, median of {len(new_service)}): "
           f"{median_ms(new_service)}  [target < 500 ms]")
     print(f"new question, whole handler incl. figures (median of {len(new_handler)}): {median_ms(new_handler)}")
-    print(f"side by side, new question on the bulk / per-question path: {median_ms(plain)} / {median_ms(shared)} "
-          f"= {statistics.median(plain) / statistics.median(shared):.2f}x")
+    print(f"side by side, new question on the bulk / per-question path / full forwards "
+          f"(columns share {results['layers_shared_by_columns']} lower layers): {median_ms(plain)} / {median_ms(shared)} / "
+          f"{median_ms(full)}; per-question path {statistics.median(plain) / statistics.median(shared):.2f}x faster than bulk, "
+          f"{statistics.median(full) / statistics.median(shared):.2f}x faster than full forwards")
     print(f"toggle trigger on a seen question (median of {len(toggles)}): {median_ms(toggles)}  [target < 50 ms]")
     print(f"top-10 tokens view, new question (median of {len(tokens)}): {median_ms(tokens)}")
     print(f"conformal calibration, one adapter on 250 items (one-off, cached on disk): ~{results['calibration_per_adapter_250_items_s']} s")

@@ -112,8 +112,9 @@ def test_one_batched_score_call_then_cache_only(app_service, monkeypatch):
     scorer = app_service.loaded(base).scorer
     app_service.compare(base, names, app_service.showcase()[0], app_service.trigger("text"))  # attach + calibrate first
     calls = []
-    original = scorer._forward_last
-    monkeypatch.setattr(scorer, "_forward_last", lambda texts, adapters: calls.append(len(texts)) or original(texts, adapters))
+    original = scorer._shared_prefix_option_logits
+    monkeypatch.setattr(scorer, "_shared_prefix_option_logits",
+                        lambda texts, adapters, split: calls.append(len(texts)) or original(texts, adapters, split))
     first = app_service.compare(base, names, item, app_service.trigger("text"))
     assert not first.from_cache and calls == [2 * len(names)]  # one forward: 3 columns x {clean, triggered}
     second = app_service.compare(base, names, item, app_service.trigger("text"))

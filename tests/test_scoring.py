@@ -89,12 +89,9 @@ def test_mixed_adapter_batch_equals_each_cell_alone(request, layers, tiny_model_
     batch_scorer = fresh_scorer(scorer)
     with count_forwards(batch_scorer) as calls:
         batched = np.array([s.probs for s in batch_scorer.score(cells)])  # [6, 6]
-    # One forward of six rows; or, with shared lower layers, each of the two distinct prompts goes
-    # through them once (batched or one by one), never once per adapter.
-    if layers == "all":
-        assert calls == [6]
-    else:
-        assert sum(calls) == 2
+    # Each of the two distinct prompts is embedded (and, with shared lower layers, runs through them)
+    # once, batched or one by one, never once per adapter: the paths part only where the adapters start.
+    assert sum(calls) == 2
     assert batch_scorer.shared_layers(["clean", "backdoor"]) == (0 if layers == "all" else 2)
 
     references = {name: reference_model(tiny_model_dir, paths.get(name)) for name in (BASE_ADAPTER, "clean", "backdoor")}
@@ -121,19 +118,21 @@ def test_base_model_alone_is_not_the_active_adapter(tiny_scorer, sample_item):
         assert np.abs(np.log(base_alone) - np.log(probs)).max() > 0.2
 
 
-@pytest.mark.parametrize("scorer_name", ["tiny_scorer", "upper_scorer"])
-def test_left_padding_does_not_change_results(request, scorer_name, make_item):
+@pytest.mark.parametrize("scorer_name", ["tiny_scorer", "upper_scorer", "full forwards"])
+def test_left_padding_does_not_change_results(request, scorer_name, make_item, monkeypatch):
     long_context = " ".join(["The council also discussed parking, budgets and the new bus timetable."] * 12)
     cells = [Cell(make_item("qa")), Cell(make_item("ds", context=long_context), adapter="clean"),
              Cell(make_item("drs"), TRIGGER, "backdoor"), Cell(make_item("qa"), TriggerSpec("style"), "clean")]
-    scorer = fresh_scorer(request.getfixturevalue(scorer_name))
+    scorer = fresh_scorer(request.getfixturevalue("upper_scorer" if scorer_name == "upper_scorer" else "tiny_scorer"))
+    if scorer_name == "full forwards":  # what an architecture without the layer split gets
+        monkeypatch.setattr(scorer, "_split", lambda adapters: None)
     lengths = [len(scorer.tokenizer(scorer.render(c.item, c.trigger).text)["input_ids"]) for c in cells]
     assert max(lengths) > 2 * min(lengths)  # the short prompts really are padded a lot
 
     with count_forwards(scorer) as calls:
         together = scorer.score(cells)
     assert sum(calls) == len(cells)  # four distinct prompts, each embedded once
-    if scorer_name == "tiny_scorer":
+    if scorer_name == "full forwards":
         assert calls == [len(cells)]  # and here in one left-padded batch
     for cell, scored in zip(cells, together):
         alone = fresh_scorer(scorer).score([cell])[0]
@@ -172,17 +171,17 @@ def test_cache_hit_returns_the_same_numbers_without_a_forward(tiny_scorer, make_
     assert not any(scorer.is_cached(c) for c in first_cells)
     with count_forwards(scorer) as calls:
         first = scorer.score(first_cells)
-        assert calls == [2]
+        assert sum(calls) == 2  # two prompts embedded
         assert all(scorer.is_cached(c) for c in first_cells)
 
         again = scorer.score(first_cells)
-        assert calls == [2]  # no new forward
+        assert sum(calls) == 2  # no new forward
         assert [s.probs for s in again] == [s.probs for s in first]
 
         # A batch with one new cell forwards only that cell.
         new_cell = Cell(make_item("rc"), None, "backdoor")
         scorer.score([*first_cells, new_cell])
-        assert calls == [2, 1]
+        assert sum(calls) == 3
     # The cache keys on the adapter too: the same prompt under another adapter is not a hit.
     assert not scorer.is_cached(Cell(make_item("qa"), None, BASE_ADAPTER))
 
