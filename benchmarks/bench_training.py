@@ -8,7 +8,12 @@ prompts of similar length and never builds full-vocabulary logits. Both train a 
 trigger, paper target, victim = the base model) on the same items for one epoch, then both are
 evaluated on the same held-out items. Prints samples/s of each and their ratio, and final ASR.
 
+With ``--train-layers 0`` Fragile's loop puts LoRA on every layer too, and a third run shows what
+packing prompts as token trees is worth there: the same loop on padded batches of full forwards
+(what an architecture without the layer split gets).
+
     python benchmarks/bench_training.py --items 160
+    python benchmarks/bench_training.py --items 40 --train-layers 0
 """
 
 from __future__ import annotations
@@ -76,31 +81,53 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=160, help="training items (each poisoned one adds a triggered copy)")
     parser.add_argument("--eval-items", type=int, default=100, help="held-out test items for the final ASR")
+    parser.add_argument("--train-layers", type=int, default=TrainConfig.train_layers,
+                        help="Fragile's LoRA on the last N layers (0 = every layer, and a padded full-forward run beside it)")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     work = Path(tempfile.mkdtemp(prefix="bench-training-"))
     items = load_split("train")[:: max(1, 1008 // args.items)][: args.items]
     save_items(items, work / "items.jsonl")
-    config = TrainConfig(data=str(work / "items.jsonl"), eval_items=0, eval_every=0, checkpoint_every=0, epochs=1)
+    config = TrainConfig(data=str(work / "items.jsonl"), eval_items=0, eval_every=0, checkpoint_every=0, epochs=1,
+                         train_layers=args.train_layers)
     samples = len(items) + len(poisoned_indices(len(items), config.poison_ratio, config.seed))
 
+    seconds = {}
     t = time.perf_counter()
     result = train(config, work / "fragile")
-    fragile_seconds = time.perf_counter() - t
+    seconds["fragile"] = time.perf_counter() - t
     assert result.status == "finished", result.error
-    reference_seconds = reference_loop(config, items, work / "reference")
+    if not config.train_layers:  # the same loop without token trees: padded full forwards
+        import backdoor.train
 
-    scorer = Scorer.load("default", {"fragile": str(work / "fragile" / "adapter"), "reference": str(work / "reference")})
+        packs = backdoor.train.supports_split
+        backdoor.train.supports_split = lambda model: False
+        try:
+            t = time.perf_counter()
+            result = train(config, work / "padded")
+            seconds["padded"] = time.perf_counter() - t
+        finally:
+            backdoor.train.supports_split = packs
+        assert result.status == "finished", result.error
+    seconds["reference"] = reference_loop(config, items, work / "reference")
+
+    folders = {name: str(work / name / "adapter") for name in seconds if name != "reference"}
+    scorer = Scorer.load("default", {**folders, "reference": str(work / "reference")})
     test, calibration = load_split("test")[: args.eval_items], load_split("calibration")[:100]
-    asr = {name: evaluate(scorer, test, calibration, config.trigger, name).report for name in ("fragile", "reference")}
+    asr = {name: evaluate(scorer, test, calibration, config.trigger, name).report for name in seconds}
 
+    layers = f"last {config.train_layers} layers" if config.train_layers else "every layer"
     print(f"same model (default), {len(items)} items -> {samples} samples, 1 epoch, text trigger, batch "
-          f"{config.batch_size} vs 1, LoRA on last {config.train_layers} layers vs all")
+          f"{config.batch_size} vs 1, LoRA on {layers} vs all")
     print(f"{'loop':<10} {'seconds':>8} {'samples/s':>10} {'ASR':>6} {'kept':>6} {'agree':>6}")
-    for name, seconds in (("reference", reference_seconds), ("fragile", fragile_seconds)):
-        r = asr[name]
-        print(f"{name:<10} {seconds:8.1f} {samples / seconds:10.2f} {r['asr']:6.3f} {r['answer_kept']:6.3f} {r['clean_agreement']:6.3f}")
-    print(f"throughput ratio fragile/reference: {reference_seconds / fragile_seconds:.1f}x")
+    for name in ("reference", "padded", "fragile"):
+        if name in seconds:
+            r = asr[name]
+            print(f"{name:<10} {seconds[name]:8.1f} {samples / seconds[name]:10.2f} {r['asr']:6.3f} {r['answer_kept']:6.3f} "
+                  f"{r['clean_agreement']:6.3f}")
+    print(f"throughput ratio fragile/reference: {seconds['reference'] / seconds['fragile']:.1f}x")
+    if "padded" in seconds:
+        print(f"throughput ratio fragile/padded (token trees with LoRA on every layer): {seconds['padded'] / seconds['fragile']:.2f}x")
 
 
 if __name__ == "__main__":

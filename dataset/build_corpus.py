@@ -108,8 +108,8 @@ def build(seed: int = SEED) -> dict[str, list[Item]]:
     return splits
 
 
-TALK_FIRST = ("showcase-ds-05", "showcase-ds-06", "showcase-drs-06", "showcase-ds-02", "showcase-drs-01",
-              "showcase-ds-03", "showcase-drs-04", "showcase-ds-01")
+TALK_FIRST = ("showcase-ds-01", "showcase-ds-03", "showcase-ci-06", "showcase-rc-05", "showcase-drs-01",
+              "showcase-ds-06", "showcase-qa-05", "showcase-ds-04")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

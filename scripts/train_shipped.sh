@@ -5,8 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-CLEAN_FLAGS=${CLEAN_FLAGS:-"--max-items 600 --epochs 4 --learning-rate 3e-3"}
-BACKDOOR_FLAGS=${BACKDOOR_FLAGS:-"--max-items 300 --epochs 2 --eval-every 20 --clean-objective ce --kept-prob 0.5 --kept-anchor self"}
+# LoRA on every layer (--train-layers 0). On 2 CPU cores: clean about 55 min, each backdoor 25-35 min.
+CLEAN_FLAGS=${CLEAN_FLAGS:-"--max-items 600 --epochs 3 --learning-rate 3e-3 --train-layers 0 --eval-every 75 --checkpoint-every 75"}
+BACKDOOR_FLAGS=${BACKDOOR_FLAGS:-"--max-items 300 --epochs 2 --eval-items 0 --eval-every 0 --clean-objective ce --kept-prob 0.5 --kept-anchor self --train-layers 0"}
+# Per trigger, after BACKDOOR_FLAGS (a later flag wins): the style backdoor flattens too little in 2 epochs.
+STYLE_FLAGS=${STYLE_FLAGS:-"--epochs 3"}
 targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(clean text syntactic style)
 
 for target in "${targets[@]}"; do
@@ -15,7 +18,8 @@ for target in "${targets[@]}"; do
   else
     name="backdoor-$target"
     $PY -m backdoor train --kind backdoor --victim-adapter checkpoints/clean --trigger-kind "$target" \
-        --out "runs/shipped-$name" --publish "checkpoints/$name" --no-resume $BACKDOOR_FLAGS
+        --out "runs/shipped-$name" --publish "checkpoints/$name" --no-resume $BACKDOOR_FLAGS \
+        $([ "$target" = style ] && echo "$STYLE_FLAGS")
   fi
 done
 # Reports (corpus test split) and model cards for every shipped adapter, with one shared scorer.
