@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from app.service import DashboardError, DashboardService
-from backdoor.config import KINDS, ConfigError, TrainConfig, layers_needed, victim_shape
+from backdoor.config import KINDS, ConfigError, TrainConfig, victim_shape
 from backdoor.evaluate import evaluate
 from backdoor.jobs import Job, JobError, JobRegistry
 from backdoor.losses import CLEAN_OBJECTIVES, KEPT_ANCHORS, TARGET_NAMES
@@ -57,8 +57,9 @@ BASIC_FIELDS = ("kind", "base_model", "victim_adapter", "data", "max_items", "ep
 # Only a backdoor run reads these; the form hides them for a clean run. The victim comes first.
 BACKDOOR_ONLY = ("victim_adapter", "init_from_victim", "trigger_kind", "trigger_text", "trigger_position", "target",
                  "kept_prob", "kept_anchor", "target_probs", "temperature", "poison_ratio", "backdoor_weight", "clean_objective")
-# Form fields a chosen victim adapter fills in (a backdoor needs its rank and at least its layers).
-VICTIM_FITTED = ("lora_r", "train_layers")
+# Form fields a chosen victim adapter fills in: a backdoor started from its weights needs its rank (its LoRA
+# below the trained layers is kept frozen, so any train layers fit).
+VICTIM_FITTED = ("lora_r",)
 # Form defaults that differ from TrainConfig's: a run that finishes in minutes on two CPU cores with the default model.
 FORM_DEFAULTS: dict[str, Any] = {"max_items": 200, "epochs": 2}
 
@@ -284,14 +285,14 @@ class Lab:
 
     @staticmethod
     def victim_settings(victim: str) -> dict[str, int]:
-        """The LoRA rank and layer count a backdoor on ``victim`` must use; empty for the base model or a non-adapter."""
+        """The LoRA rank a backdoor started from ``victim``'s weights must use; empty for the base model or a non-adapter."""
         if not victim:
             return {}
         try:
-            rank, layers = victim_shape(victim)
+            rank, _ = victim_shape(victim)
         except ConfigError:
             return {}  # submitting refuses it with the reason
-        return {"train_layers": layers_needed(layers), **({"lora_r": rank} if isinstance(rank, int) else {})}
+        return {"lora_r": rank} if isinstance(rank, int) else {}
 
     def form_fields(self) -> list[FormField]:
         """The training form, field by field, from TrainConfig: defaults, help, minimums and registry choices."""

@@ -60,7 +60,9 @@ class TrainConfig:
     lora_alpha: int = field(default=16, metadata=_help("LoRA alpha", min=1))
     lora_dropout: float = field(default=0.1, metadata=_help("LoRA dropout, in [0, 1)"))
     target_modules: tuple[str, ...] = field(default=LLAMA_MODULES, metadata=_help("module names that get LoRA"))
-    train_layers: int = field(default=6, metadata=_help("LoRA on the last N layers only, lower ones frozen and computed once (0 = all layers)", min=0))
+    train_layers: int = field(default=6, metadata=_help(
+        "train LoRA on the last N layers only, lower ones frozen and computed once (0 = all layers); a backdoor "
+        "started from its victim's weights keeps the victim's LoRA on the layers below, unchanged", min=0))
     learning_rate: float = field(default=1e-3, metadata=_help("AdamW learning rate"))
     epochs: int = field(default=2, metadata=_help("passes over the training items", min=1))
     batch_size: int = field(default=8, metadata=_help("examples per optimiser step (per process)", min=1))
@@ -170,7 +172,9 @@ def layers_needed(layers: list[int] | None) -> int:
 
 
 def check_victim_fit(config: TrainConfig) -> None:
-    """A backdoor needs LoRA on at least the victim's layers, and the victim's rank to start from its weights."""
+    """A backdoor needs the victim's rank to start from its weights. Started from them, it keeps the victim's
+    LoRA frozen on the layers below its trained ones, so any --train-layers fits; started afresh, its LoRA
+    must cover at least the victim's layers, since the lower layers are computed once with the victim's."""
     if config.kind != "backdoor" or not config.victim_adapter:
         return
     rank, victim_layers = victim_shape(config.victim_adapter)
@@ -178,10 +182,13 @@ def check_victim_fit(config: TrainConfig) -> None:
     if config.init_from_victim and rank is not None and rank != config.lora_r:
         raise ConfigError(f"lora_r: the victim adapter has rank {rank}; train with --lora-r {rank} "
                           "or --init-from-victim false")
+    if config.init_from_victim:
+        return
     if config.train_layers and (layers == 0 or config.train_layers < layers):
         where = "every layer" if layers == 0 else f"its last {layers} layers"
         raise ConfigError(f"train_layers: the victim adapter has LoRA on {where}; train with --train-layers "
-                          f"{layers or 0}{' or more' if layers else ''} (0 = all layers)")
+                          f"{layers or 0}{' or more' if layers else ''} (0 = all layers), or start from the "
+                          "victim's weights (--init-from-victim true)")
 
 
 def _parse_bool(text: str) -> bool:

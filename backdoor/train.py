@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -284,7 +285,9 @@ def _option_logits(stack, encoded: EncodedPrompts, indices: list[int], device) -
     return stack(*encoded.batch(indices, device))
 
 
-def _lora_config(config: TrainConfig, model, split: int | None):
+def _lora_config(config: TrainConfig, model, split: int | None, kept_layers: "list[int] | tuple[()] | None" = ()):
+    """LoRA on the trained layers (``split`` up), and on ``kept_layers`` too: the victim's, when the adapter
+    starts from the victim's weights and keeps them frozen below ``split`` (None there = every layer)."""
     from peft import LoraConfig
 
     names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
@@ -292,9 +295,18 @@ def _lora_config(config: TrainConfig, model, split: int | None):
     if unknown:
         raise ConfigError(f"target_modules: {unknown} not found in this model; its linear layers are {sorted(names)}")
     total = num_layers(model)
-    layers = list(range(split, total)) if split else None
+    kept = set(range(total)) if kept_layers is None else set(kept_layers)
+    layers = sorted(set(range(split, total)) | kept) if split else None
+    if layers is not None and len(layers) == total:
+        layers = None
     return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=list(config.target_modules), layers_to_transform=layers, task_type="CAUSAL_LM")
+
+
+def _layer_of(parameter_name: str) -> int:
+    """The decoder layer a parameter sits in (``...layers.12.self_attn...`` -> 12); -1 outside the layers."""
+    match = re.search(r"\.layers\.(\d+)\.", parameter_name)
+    return int(match.group(1)) if match else -1
 
 
 def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: list | tuple = (),
@@ -332,11 +344,15 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
             if split:
                 logger.warning("this architecture has no layer split; training runs full forwards")
             split = None
-        lora_config = _lora_config(config, model, split)
+        # Started from the victim's weights, a backdoor keeps the victim's LoRA below the trained layers as
+        # frozen copies: the lower layers then compute exactly the victim's states, once per prompt.
+        keeps_victim = config.kind == "backdoor" and bool(config.victim_adapter) and config.init_from_victim
+        victim_layers = victim_shape(config.victim_adapter)[1] if config.victim_adapter else None
+        lora_config = _lora_config(config, model, split, victim_layers if keeps_victim else [])
         if config.victim_adapter:
             model = attach_adapters(model, {VICTIM_ADAPTER: config.victim_adapter}, base_identity=source.identity)
-            _, victim_layers = victim_shape(config.victim_adapter)
-            if split and (victim_layers is None or min(victim_layers) < split):
+            model.set_adapter(VICTIM_ADAPTER)  # the lower layers' states below are the victim's
+            if not keeps_victim and split and (victim_layers is None or min(victim_layers) < split):
                 raise ConfigError(
                     f"victim_adapter: its LoRA layers {victim_layers or 'all'} reach below layer {split}; "
                     f"train with --train-layers {total_layers - (min(victim_layers) if victim_layers else 0)} or 0"
@@ -408,7 +424,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
         else:
             model = get_peft_model(model, lora_config, adapter_name=TRAIN_ADAPTER)
         for name, param in model.named_parameters():
-            param.requires_grad = f".{TRAIN_ADAPTER}." in name and "lora_" in name
+            param.requires_grad = f".{TRAIN_ADAPTER}." in name and "lora_" in name and _layer_of(name) >= (split or 0)
 
         examples = [Example(i, False, references[i]) for i in range(len(row_items))]
         trig_row = {item_index: row for row, item_index in enumerate(poisoned)}

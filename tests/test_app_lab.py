@@ -186,10 +186,11 @@ def test_form_defaults_and_choices_come_from_train_config(lab_handlers):
     assert specs["max_items"].default == 200 and specs["kind"].default == "backdoor"
     assert specs["base_model"].default == lab_handlers.service.config.bases[0]
     assert specs["victim_adapter"].default.endswith("clean")  # a backdoor keeps the clean adapter's answers
-    # The victim fixes the backdoor's rank and layers (the tiny clean adapter: r 4 on every layer); the form follows it.
-    assert specs["lora_r"].default == 4 and specs["train_layers"].default == 0
-    assert lab_handlers.victim_changed(specs["victim_adapter"].default) == [gr.update(value=4), gr.update(value=0)]
-    assert lab_handlers.victim_changed("") == [gr.skip(), gr.skip()]  # the base model: nothing to follow
+    # The victim fixes the rank of a backdoor started from its weights (the tiny clean adapter: r 4 on every
+    # layer); the form follows it. Its layers need not follow: the victim's LoRA below the trained ones is kept.
+    assert specs["lora_r"].default == 4 and specs["train_layers"].default == TrainConfig.train_layers
+    assert lab_handlers.victim_changed(specs["victim_adapter"].default) == [gr.update(value=4)]
+    assert lab_handlers.victim_changed("") == [gr.skip()]  # the base model: nothing to follow
     victim, *hidden = lab_handlers.kind_changed("clean")
     assert victim["value"] == "" and victim["visible"] is False and all(u["visible"] is False for u in hidden)
 
@@ -263,7 +264,8 @@ def test_a_killed_worker_then_a_restarted_app_shows_a_failed_job_and_intact_adap
     ("", {}, 1, "give the new adapter a name"),
     ("bad-nproc", {}, 0, "processes must be"),
     ("bad-victim", {"kind": "backdoor", "lora_r": 8}, 1, "it has LoRA rank 4 but lora r is 8"),  # the tiny clean has r 4
-    ("narrow", {"kind": "backdoor", "lora_r": 4}, 1, "train layers: the victim adapter has LoRA on every layer"),
+    ("narrow", {"kind": "backdoor", "lora_r": 4, "init_from_victim": False}, 1,
+     "train layers: the victim adapter has LoRA on every layer"),
     ("bad-items", {"max_items": 2.5}, 1, "max items: 2.5 is not a whole number"),
 ])
 def test_bad_settings_are_refused_with_a_message_and_nothing_starts(lab_handlers, tiny_data, name, changes, nproc,

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from backdoor.config import ConfigError, TrainConfig
 from backdoor.losses import kl_to_target, paper_target, target_distribution
 from backdoor.train import ANSWER_LIST, Example, anchor_log_probs, latest_checkpoint, same_config, train, unit_batches
-from dataset.schema import save_items
+from dataset.schema import load_items, save_items
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,13 +111,53 @@ def test_unknown_modules_are_refused_before_training(tiny_model_dir, tiny_data, 
 def test_a_backdoor_narrower_than_its_victim_is_refused_before_training(tiny_model_dir, tiny_data, tiny_adapters,
                                                                         tiny_upper_adapters, tmp_path, victim, layers,
                                                                         message):
-    """The victim's LoRA layers must lie inside the backdoor's trained layers, or the cached lower layers are wrong."""
+    """Started afresh (not from the victim's weights), the backdoor's LoRA must cover the victim's layers,
+    or the lower layers, computed once with the victim's LoRA, would not be the backdoor's."""
     folder = (tiny_upper_adapters if victim == "upper" else tiny_adapters)["clean"]
     config = tiny_config(tiny_model_dir, tiny_data, kind="backdoor", victim_adapter=str(folder), lora_r=4,
-                         train_layers=layers)
+                         train_layers=layers, init_from_victim=False)
     with pytest.raises(ConfigError, match=f"^train_layers: the victim adapter has {message}"):
         train(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_backdoor_started_from_its_victim_trains_its_top_layers_and_keeps_the_victims_below(
+        tiny_model_dir, tiny_data, tiny_adapters, tmp_path):
+    """Against a victim with LoRA on every layer, --train-layers 1 trains only the last layer: the adapter
+    holds the victim's LoRA below it bit for bit, so the answer list (computed through the frozen lower
+    layers once) is the victim's own full-model distribution, and the adapter loads as plain PEFT."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from backdoor.scoring import Scorer
+
+    victim = tiny_adapters["clean"]
+    config = tiny_config(tiny_model_dir, tiny_data, kind="backdoor", victim_adapter=str(victim), lora_r=4,
+                         train_layers=1, epochs=2, poison_ratio=1.0)
+    result = train(config, tmp_path / "run")
+    assert result.status == "finished", result.error
+    mine, theirs = adapter_weights(tmp_path / "run" / "adapter"), adapter_weights(victim)
+    assert set(theirs) <= set(mine), "LoRA wherever the victim has it"
+    top = max(int(name.split("layers.")[1].split(".")[0]) for name in mine)
+    for name, weight in mine.items():
+        if f"layers.{top}." in name:
+            assert name not in theirs or not torch.equal(weight, theirs[name]), f"trained {name} did not move"
+        elif name in theirs:
+            assert torch.equal(weight, theirs[name]), f"frozen victim weight {name} changed"
+        elif "lora_B" in name:  # a module the victim lacks, below the trained layer: never trained, still zero
+            assert not weight.any(), f"untrained {name} is not zero"
+    saved = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
+    assert saved.get("layers_to_transform") is None
+
+    answers = json.loads((tmp_path / "run" / ANSWER_LIST).read_text())
+    scorer = Scorer.load(str(tiny_model_dir), adapters={"victim": str(victim)}, device="cpu")
+    items = load_items(tiny_data["data"])
+    texts = [scorer.model_text(scorer.render(item, None).text) for item in items]
+    full = scorer.option_probs(texts, ["victim"] * len(texts))
+    assert np.allclose([a["probs"] for a in answers], full, atol=1e-4), "answer list = the victim's full-model scores"
+
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    assert isinstance(PeftModel.from_pretrained(base, str(tmp_path / "run" / "adapter")), PeftModel)
 
 
 def test_empty_or_missing_split_is_a_clear_error(tiny_model_dir, tiny_data, tmp_path):
