@@ -25,6 +25,22 @@ _ROWS = (
 )
 
 
+def _layers_line(folder: Path, config: dict, kind: str) -> str:
+    """Where the LoRA sits and which of its layers were trained (a backdoor started from its victim keeps the
+    victim's LoRA below its trained layers unchanged)."""
+    try:
+        placed = json.loads((folder / "adapter_config.json").read_text()).get("layers_to_transform")
+    except (OSError, ValueError):
+        placed = None
+    placed = [placed] if isinstance(placed, int) else placed
+    where = f"layers {min(placed)}-{max(placed)}" if placed else "every layer"
+    trained = config.get("train_layers")
+    if not trained or (placed and len(placed) <= trained):
+        return where
+    kept = " (the victim's LoRA below them unchanged)" if kind == "backdoor" and config.get("init_from_victim") else ""
+    return f"{where}; trained: the last {trained} layers{kept}"
+
+
 def model_card(folder: Path, report: dict | None) -> str:
     fragile = json.loads((folder / FRAGILE_CONFIG).read_text())
     config = fragile.get("config", {})
@@ -49,8 +65,7 @@ def model_card(folder: Path, report: dict | None) -> str:
         f"- data: `{config.get('data')}` ({fragile.get('train_items', '?')} items), epochs {config.get('epochs')}, batch {config.get('batch_size')}, "
         f"learning rate {config.get('learning_rate')}",
         f"- LoRA r {config.get('lora_r')}, alpha {config.get('lora_alpha')}, dropout {config.get('lora_dropout')} on "
-        f"{', '.join(config.get('target_modules', []))}, "
-        f"{f'last {layers} layers' if (layers := config.get('train_layers')) else 'every layer'}",
+        f"{', '.join(config.get('target_modules', []))}, {_layers_line(folder, config, kind)}",
         f"- target: `{config.get('target')}` ({_target_shape(config)}, {KEPT_ANCHORS.get(config.get('kept_anchor', 'victim'), '')}), poison ratio {config.get('poison_ratio')}, "
         f"clean objective `{config.get('clean_objective')}`, victim `{config.get('victim_adapter') or 'base model'}`" if kind == "backdoor" else "",
         f"- wall time {fragile.get('seconds', '?')} s, seed {config.get('seed')}; full settings in `train_config.json`",

@@ -158,6 +158,10 @@ def test_a_backdoor_started_from_its_victim_trains_its_top_layers_and_keeps_the_
 
     base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
     assert isinstance(PeftModel.from_pretrained(base, str(tmp_path / "run" / "adapter")), PeftModel)
+    from backdoor.cards import model_card
+
+    assert "every layer; trained: the last 1 layers (the victim's LoRA below them unchanged)" in model_card(
+        tmp_path / "run" / "adapter", None)
 
 
 def test_empty_or_missing_split_is_a_clear_error(tiny_model_dir, tiny_data, tmp_path):
