@@ -66,7 +66,10 @@ def main() -> None:
     if not args.out_dir:
         clean_report = root / "clean" / "report.json"
         if backdoors:
-            json_report = json.loads((backdoors[0] / "report.json").read_text())["control"]
+            # The control's numbers under the first backdoor's trigger, with where they were measured.
+            first = json.loads((backdoors[0] / "report.json").read_text())
+            json_report = {**first["control"], **{k: first[k] for k in ("data", "trigger", "alpha", "calibration_n",
+                                                                        "base_model") if k in first}}
             clean_report.write_text(json.dumps(json_report, indent=2) + "\n")
         write_model_card(root / "clean", clean_report)
 
