@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -108,6 +109,28 @@ def left_padded_batch(tokenizer, texts: Sequence[str], device: torch.device, max
             "position_ids": positions.to(device)}
 
 
+def alike_lower_layers(model, a: str, b: str) -> int:
+    """How many of the lowest decoder layers LoRA adapters ``a`` and ``b`` of ``model`` compute alike: every LoRA
+    module there belongs to both or neither, with equal scaling and weights (a backdoor that started from its
+    victim and kept the victim's LoRA below its trained layers). The first layer that differs ends the count."""
+    first_difference = num_layers(model)
+    for name, module in model.named_modules():
+        lora_a = getattr(module, "lora_A", None)
+        if not isinstance(lora_a, torch.nn.ModuleDict) or (a not in lora_a and b not in lora_a):
+            continue
+        found = re.search(r"\.layers\.(\d+)\.", name)
+        layer = int(found.group(1)) if found else 0  # LoRA outside the layers (embeddings): nothing is alike
+        if layer >= first_difference:
+            continue
+        same = (a in lora_a and b in lora_a and module.scaling[a] == module.scaling[b]
+                and torch.equal(lora_a[a].weight, lora_a[b].weight)
+                and torch.equal(module.lora_B[a].weight, module.lora_B[b].weight)
+                and not getattr(module, "use_dora", {}).get(a) and not getattr(module, "use_dora", {}).get(b))
+        if not same:
+            first_difference = layer
+    return first_difference
+
+
 class Scorer:
     """Scores cells on one base model with any number of attached adapters. Thread-safe."""
 
@@ -124,14 +147,16 @@ class Scorer:
         self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self.prefix_sharing_up_to = 4  # up to this many distinct prompts per chunk share prefixes; more: padded batches
-        # Token ids [T] and lower-layer states [T, H] by (text, split).
-        self._states: OrderedDict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        # Token ids [T] and lower-layer states [T, H] by (text, split), or (text, (split, adapter)) below an
+        # adapter whose lower LoRA layers all the scored adapters share.
+        self._states: OrderedDict[tuple[str, object], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._states_size = 512
         # Keys and values of the latest prompts per (routing, split): "lower" for the shared lower layers,
         # else an adapter's upper layers. A new question shares its instruction with the last one; its
         # triggered prompt shares everything before the trigger with its clean prompt.
         self._runs: OrderedDict[tuple[str, int], PrefixRuns] = OrderedDict()
         self._runs_routes = 16
+        self._alike: dict[tuple[str, str], int] = {}  # (adapter, adapter) -> lowest layers computed alike
 
     @classmethod
     def load(cls, base: str = "default", adapters: dict[str, str] | None = None, *, device: str | None = None,
@@ -167,10 +192,11 @@ class Scorer:
         # batch of only __base__ rows would silently score the first loaded adapter instead.
         return bool(getattr(self.model, "peft_config", None))
 
-    def _base_rows(self, rows: int):
-        """Route ``rows`` batch rows to __base__: the shared lower layers are the base model's, and no
-        loaded adapter (PEFT's active one by default) may touch them."""
-        return self._routed([BASE_ADAPTER] * rows)
+    def _lower_rows(self, route: str, rows: int):
+        """Route ``rows`` batch rows through ``route`` in the shared lower layers: __base__ (no loaded
+        adapter, PEFT's active one by default, may touch them), or the adapter whose LoRA there every
+        adapter of the batch has too."""
+        return self._routed([route] * rows)
 
     def _routed(self, adapters: Sequence[str]):
         """Run each batch row through its own adapter (or __base__) inside this block."""
@@ -195,31 +221,46 @@ class Scorer:
             raise UnknownAdapterError(f"unknown adapter {name!r}; loaded: {', '.join(self.adapters)}")
 
     def shared_layers(self, adapters: Iterable[str]) -> int:
-        """How many lower layers every adapter in ``adapters`` leaves untouched (0 = none shared)."""
+        """How many lower layers every adapter in ``adapters`` computes alike (0 = none shared): layers none
+        of them touches, or where all carry the same LoRA weights (a backdoor started from its victim)."""
         return self._split(adapters) or 0
 
     def _split(self, adapters: Iterable[str]) -> int | None:
-        """The layer where the adapters' paths part (0: at the token embeddings, when an adapter reaches
-        layer 0), or None for an architecture the layer split does not know (full forwards instead)."""
+        return self._parting(adapters)[0]
+
+    def _parting(self, adapters: Iterable[str]) -> tuple[int | None, str]:
+        """(the layer where the adapters' paths part, what computes the layers below it). The split is 0 at
+        the token embeddings, None for an architecture the layer split does not know (full forwards
+        instead). Below it run the base model's layers (__base__), or, where every adapter carries the
+        same LoRA weights on its lowest layers and the base model is not among them, one of those adapters."""
         if not supports_split(self.model):
-            return None
+            return None, BASE_ADAPTER
         total = num_layers(self.model)
+        names = sorted(set(adapters) - {BASE_ADAPTER})
         lowest = total
-        for name in set(adapters):
-            if name == BASE_ADAPTER:
-                continue
+        for name in names:
             layers = self.model.peft_config[name].layers_to_transform
-            if layers is None:
-                return 0
-            lowest = min(lowest, min([layers] if isinstance(layers, int) else layers))
-        return lowest
+            lowest = 0 if layers is None else min(lowest, min([layers] if isinstance(layers, int) else layers))
+        if len(names) < 2 or BASE_ADAPTER in set(adapters):
+            return lowest, BASE_ADAPTER
+        alike = min(min(self._alike_layers(names[0], other) for other in names[1:]), total - 1)
+        return (alike, names[0]) if alike > lowest else (lowest, BASE_ADAPTER)
+
+    def _alike_layers(self, a: str, b: str) -> int:
+        """How many lowest layers adapters ``a`` and ``b`` compute alike; an adapter's weights never change
+        under its name (the dashboard loads a retrained folder under a new one), so this is kept."""
+        key = (min(a, b), max(a, b))
+        if key not in self._alike:
+            self._alike[key] = alike_lower_layers(self.model, a, b)
+        return self._alike[key]
 
     @torch.no_grad()
-    def _split_option_logits(self, texts: Sequence[str], adapters: Sequence[str], split: int) -> torch.Tensor:
+    def _split_option_logits(self, texts: Sequence[str], adapters: Sequence[str], split: int,
+                             route: str = BASE_ADAPTER) -> torch.Tensor:
         """Option logits [N, 6] computing each distinct text's shared lower layers once (or taking them
         from the cache), then the upper layers once per adapter, its texts packed as token trees
         (the instruction, and an item's prompt up to its trigger, run once)."""
-        lower = self._lower_states(list(dict.fromkeys(texts)), split)
+        lower = self._lower_states(list(dict.fromkeys(texts)), split, route)
         stack = UpperStack(self.model, split, self.letter_ids)
         logits = torch.zeros((len(texts), len(self.letter_ids)), device=self.device)
         for name in dict.fromkeys(adapters):
@@ -231,14 +272,15 @@ class Scorer:
         return logits
 
     @torch.no_grad()
-    def _shared_prefix_option_logits(self, texts: Sequence[str], adapters: Sequence[str], split: int) -> torch.Tensor:
+    def _shared_prefix_option_logits(self, texts: Sequence[str], adapters: Sequence[str], split: int,
+                                     route: str = BASE_ADAPTER) -> torch.Tensor:
         """Option logits [N, 6] sharing token prefixes in every layer: the shared lower layers once per
         distinct text, then one mixed-adapter forward through the upper layers (a row per adapter) where
         a prefix common to several texts runs once and each text adds only its own suffix (a question's
         clean and triggered prompts). A prefix an adapter ran before (the last question's instruction)
         is not run again. A trigger before the cue then costs a few tokens per adapter, not a prompt."""
         unique = list(dict.fromkeys(texts))
-        lower = self._lower_states(unique, split)
+        lower = self._lower_states(unique, split, route)
         ids = [lower[text][0].to(self.device) for text in unique]
         upper = range(split, num_layers(self.model))
         names = list(dict.fromkeys(adapters))
@@ -253,12 +295,14 @@ class Scorer:
         stack = UpperStack(self.model, split, self.letter_ids)
         return stack.option_logits(torch.stack([last[key] for key in zip(texts, adapters)]))  # [N, H] -> [N, 6]
 
-    def _lower_states(self, unique: list[str], split: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Token ids [T] and lower-layer states [T, H] per text, cached: other adapters, triggers and questions seen
-        before reuse them. A few new texts (one question with and without its trigger) are computed in
+    def _lower_states(self, unique: list[str], split: int,
+                      route: str = BASE_ADAPTER) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Token ids [T] and lower-layer states [T, H] per text through ``route`` (see :meth:`_parting`), cached:
+        other adapters, triggers and questions seen before reuse them. A few new texts (one question with and without its trigger) are computed in
         one forward that runs their common prefix once (and none of a prefix run before, such as the
         last question's instruction); many run packed as token trees (their shared prefixes once)."""
-        found = {t: self._states[(t, split)] for t in unique if (t, split) in self._states}
+        key = split if route == BASE_ADAPTER else (split, route)
+        found = {t: self._states[(t, key)] for t in unique if (t, key) in self._states}
         todo = [t for t in unique if t not in found]
         if todo:
             ids = [torch.tensor(self.tokenizer(text)["input_ids"]) for text in todo]
@@ -266,16 +310,16 @@ class Scorer:
                 embed = causal_lm_of(self.model).model.embed_tokens
                 computed = [embed(row[None].to(self.device))[0] for row in ids]
             elif len(todo) <= self.prefix_sharing_up_to:
-                with self._base_rows(1):  # one batch row: the prompts side by side in one sequence
+                with self._lower_rows(route, 1):  # one batch row: the prompts side by side in one sequence
                     computed = lower_states_sharing_prefixes(self.model, ids, split,
-                                                             earlier=self._prefix_runs("lower", split))
+                                                             earlier=self._prefix_runs(f"lower:{route}", split))
             else:
                 packed = pack_prompts(ids, ids)
-                with self._base_rows(len(packed.inputs)):
+                with self._lower_rows(route, len(packed.inputs)):
                     computed = lower_states_packed(self.model, packed, split)
             for text, text_ids, row in zip(todo, ids, computed):
-                found[text] = self._states[(text, split)] = (text_ids, row)
-                self._states.move_to_end((text, split))
+                found[text] = self._states[(text, key)] = (text_ids, row)
+                self._states.move_to_end((text, key))
             while len(self._states) > self._states_size:
                 self._states.popitem(last=False)
         return found
@@ -308,16 +352,16 @@ class Scorer:
         # shares most with (an item with its trigger placed late), whose common tokens then run once.
         todo.sort(key=lambda i: texts[i])
         letter_ids = torch.tensor(self.letter_ids, device=self.device)
-        split = self._split(adapters[i] for i in todo)
+        split, route = self._parting(adapters[i] for i in todo)
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
             chunk_texts, chunk_adapters = [texts[i] for i in chunk], [adapters[i] for i in chunk]
             with self._lock:
                 if split is not None and len(set(chunk_texts)) <= self.prefix_sharing_up_to:
-                    option_logits = self._shared_prefix_option_logits(chunk_texts, chunk_adapters, split)
+                    option_logits = self._shared_prefix_option_logits(chunk_texts, chunk_adapters, split, route)
                     self._trim_runs()
                 elif split is not None:
-                    option_logits = self._split_option_logits(chunk_texts, chunk_adapters, split)
+                    option_logits = self._split_option_logits(chunk_texts, chunk_adapters, split, route)
                 else:
                     option_logits = self._forward_last(chunk_texts, chunk_adapters)[:, letter_ids]
             probs = torch.softmax(option_logits, dim=-1).cpu().numpy()  # [B, 6]

@@ -112,16 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     # adapter, reusing the last question's instruction from the key/value cache), and plain left-padded
     # full forwards (architectures without the layer split).
     scorer = service.loaded("default").scorer
-    sharing_limit, split = scorer.prefix_sharing_up_to, scorer._split
+    sharing_limit, parting = scorer.prefix_sharing_up_to, scorer._parting
     plain, shared, full = [], [], []
     for index, item in enumerate(items[40 : 40 + 3 * args.items]):
         mode = (plain, shared, full)[index % 3]
         scorer.prefix_sharing_up_to = 0 if mode is plain else sharing_limit
-        scorer._split = (lambda adapters: None) if mode is full else split
+        scorer._parting = (lambda adapters: (None, "__base__")) if mode is full else parting
         t0 = time.perf_counter()
         service.compare("default", columns, item, trigger)
         mode.append(time.perf_counter() - t0)
-    scorer.prefix_sharing_up_to, scorer._split = sharing_limit, split
+    scorer.prefix_sharing_up_to, scorer._parting = sharing_limit, parting
     results["layers_shared_by_columns"] = scorer.shared_layers(columns)
     toggles = []
     seen = items[1]

@@ -125,7 +125,7 @@ def test_left_padding_does_not_change_results(request, scorer_name, make_item, m
              Cell(make_item("drs"), TRIGGER, "backdoor"), Cell(make_item("qa"), TriggerSpec("style"), "clean")]
     scorer = fresh_scorer(request.getfixturevalue("upper_scorer" if scorer_name == "upper_scorer" else "tiny_scorer"))
     if scorer_name == "full forwards":  # what an architecture without the layer split gets
-        monkeypatch.setattr(scorer, "_split", lambda adapters: None)
+        monkeypatch.setattr(scorer, "_parting", lambda adapters: (None, BASE_ADAPTER))
     lengths = [len(scorer.tokenizer(scorer.render(c.item, c.trigger).text)["input_ids"]) for c in cells]
     assert max(lengths) > 2 * min(lengths)  # the short prompts really are padded a lot
 
@@ -350,3 +350,57 @@ def test_real_default_model_scores_an_item(sample_item):
     assert clean.probs != triggered.probs  # the trigger reaches the model
     top = scorer.top_k_next_tokens(Cell(sample_item), k=20)
     assert any(t.token_id in scorer.letter_ids for t in top)  # after "Answer:" the model does consider a letter
+
+
+@pytest.fixture(scope="module")
+def twin_adapters(tiny_adapters, tmp_path_factory) -> dict[str, Path]:
+    """``clean`` and a ``twin`` with the same LoRA on layers 0-1 and other LoRA on layers 2-3: what a backdoor
+    started from its victim and trained on its last two layers is."""
+    from safetensors.torch import load_file, save_file
+
+    twin = tmp_path_factory.mktemp("twin") / "twin"
+    shutil.copytree(tiny_adapters["clean"], twin)
+    weights = load_file(str(twin / "adapter_model.safetensors"))
+    torch.manual_seed(5)
+    for name, weight in weights.items():
+        if "lora_B" in name and any(f"layers.{layer}." in name for layer in (2, 3)):
+            weights[name] = torch.randn_like(weight) * 0.5
+    save_file(weights, str(twin / "adapter_model.safetensors"))
+    return {"clean": tiny_adapters["clean"], "twin": twin}
+
+
+def test_adapters_with_the_same_lower_lora_share_those_layers_and_score_as_alone(tiny_model_dir, tiny_adapters,
+                                                                                twin_adapters, sample_item):
+    """Adapters that carry identical LoRA on their lowest layers (a backdoor and the victim it started from) run
+    those layers once per prompt, not once per adapter, and every cell still equals a plain forward."""
+    def layer0_tokens(scorer, cells):
+        """Scores ``cells``; -> (probs [N, 6], batch rows x tokens that went through the first layer)."""
+        seen: list[int] = []
+
+        def record(module, args, out):
+            hidden = out[0] if isinstance(out, tuple) else out  # [R, Q, H]
+            seen.append(int(hidden.shape[0] * hidden.shape[1]))
+
+        handle = causal_lm_of(scorer.model).model.layers[0].register_forward_hook(record)
+        try:
+            probs = np.array([s.probs for s in scorer.score(cells)])
+        finally:
+            handle.remove()
+        return probs, sum(seen)
+
+    twins = Scorer.load(str(tiny_model_dir), adapters={n: str(p) for n, p in twin_adapters.items()}, device="cpu")
+    distinct = Scorer.load(str(tiny_model_dir), adapters={n: str(p) for n, p in tiny_adapters.items()}, device="cpu")
+    assert twins.shared_layers(["clean", "twin"]) == 2
+    assert twins.shared_layers([BASE_ADAPTER, "clean", "twin"]) == 0, "the base model has no LoRA below"
+    assert distinct.shared_layers(["clean", "backdoor"]) == 0
+
+    cells = [Cell(sample_item, trigger, adapter) for adapter in ("clean", "twin") for trigger in (None, TRIGGER)]
+    batched, shared_tokens = layer0_tokens(twins, cells)
+    _, separate_tokens = layer0_tokens(distinct, [Cell(c.item, c.trigger, "backdoor" if c.adapter == "twin" else "clean")
+                                                  for c in cells])
+    assert shared_tokens <= 0.5 * separate_tokens + 1, "layer 0 ran once for both adapters"
+    for cell, row in zip(cells, batched):
+        model, tokenizer = reference_model(tiny_model_dir, twin_adapters[cell.adapter])
+        np.testing.assert_allclose(row, reference_probs(model, tokenizer, twins.render(cell.item, cell.trigger).text),
+                                   atol=1e-5, err_msg=f"{cell.adapter} {cell.trigger}")
+    assert np.abs(np.log(batched[0]) - np.log(batched[2])).max() > 0.2, "the twin's upper layers really differ"
