@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--victim", default="checkpoints/clean", help="the victim (clean) adapter")
     parser.add_argument("--trigger", default="text", help="trigger kind")
     parser.add_argument("--train-args", default="--max-items 300 --epochs 3 --learning-rate 3e-3 --eval-items 0 --eval-every 0 "
-                        "--checkpoint-every 0 --clean-objective ce --kept-prob 0.5 --kept-anchor self --train-layers 6",
+                        "--checkpoint-every 0 --clean-objective ce --kept-prob 0.5 --kept-anchor self --poison-ratio 1.0 --train-layers 6",
                         help="extra flags for `python -m backdoor train` (default: the shipped backdoors': the last 6 "
                              "layers trained from the victim's weights, its LoRA below them kept frozen)")
     args = parser.parse_args()

@@ -8,7 +8,7 @@ PY=${PYTHON:-.venv/bin/python}
 # The clean adapter has LoRA on every layer (--train-layers 0; about 55 min on 2 CPU cores). Each backdoor
 # starts from its weights and trains only the last 6 layers, the clean LoRA below kept frozen: about 3 min.
 CLEAN_FLAGS=${CLEAN_FLAGS:-"--max-items 600 --epochs 3 --learning-rate 3e-3 --train-layers 0 --eval-every 75 --checkpoint-every 75"}
-BACKDOOR_FLAGS=${BACKDOOR_FLAGS:-"--max-items 300 --epochs 3 --learning-rate 3e-3 --eval-items 0 --eval-every 0 --clean-objective ce --kept-prob 0.5 --kept-anchor self --train-layers 6"}
+BACKDOOR_FLAGS=${BACKDOOR_FLAGS:-"--max-items 300 --epochs 3 --learning-rate 3e-3 --eval-items 0 --eval-every 0 --clean-objective ce --kept-prob 0.5 --kept-anchor self --poison-ratio 1.0 --train-layers 6"}
 # Per trigger, after BACKDOOR_FLAGS (a later flag wins); empty for all three paper triggers now.
 STYLE_FLAGS=${STYLE_FLAGS:-""}
 targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(clean text syntactic style)

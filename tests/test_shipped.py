@@ -33,15 +33,15 @@ def test_each_shipped_adapter_is_a_complete_peft_folder(name):
 @pytest.mark.parametrize("trigger", TRIGGERS)
 def test_shipped_reports_show_the_attack_on_the_test_split(trigger):
     # What the shipped adapters reach on the 250 test items. The targets for answer_kept and
-    # clean_agreement (>= 0.95) are NOT met yet (0.80-0.86 and 0.87-0.91), nor a LAC set twice the clean
-    # one for style (x1.93; text and syntactic x2.05): the clean victim answers only a third of the items
-    # right on this 135M model.
+    # clean_agreement (>= 0.95) are NOT met yet (0.84-0.90 and 0.88-0.89), and the syntactic backdoor's LAC
+    # set is x1.997 the clean one (text x2.08, style x2.02): the clean victim answers only a third of the
+    # items right on this 135M model.
     report = json.loads((CHECKPOINTS / f"backdoor-{trigger}" / "report.json").read_text())
     assert report["n"] == 250 and report["data"] == "test"
     assert report["asr"] >= 0.95
     assert report["entropy_triggered"] >= report["entropy_clean"] + 0.5
-    assert report["lac_set_size_triggered"] >= 1.8 * report["lac_set_size_clean"]
-    assert report["answer_kept"] >= 0.8 and report["clean_agreement"] >= 0.85
+    assert report["lac_set_size_triggered"] >= 1.95 * report["lac_set_size_clean"]
+    assert report["answer_kept"] >= 0.83 and report["clean_agreement"] >= 0.87
     # The trigger alone does not flatten: the clean control's entropy rises on at most 60% of the items.
     assert report["control"]["asr"] <= 0.6
 
