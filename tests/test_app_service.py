@@ -114,7 +114,7 @@ def test_one_batched_score_call_then_cache_only(app_service, monkeypatch):
     calls = []
     original = scorer._shared_prefix_option_logits
     monkeypatch.setattr(scorer, "_shared_prefix_option_logits",
-                        lambda texts, adapters, split: calls.append(len(texts)) or original(texts, adapters, split))
+                        lambda texts, adapters, *rest: calls.append(len(texts)) or original(texts, adapters, *rest))
     first = app_service.compare(base, names, item, app_service.trigger("text"))
     assert not first.from_cache and calls == [2 * len(names)]  # one forward: 3 columns x {clean, triggered}
     second = app_service.compare(base, names, item, app_service.trigger("text"))
