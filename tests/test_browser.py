@@ -161,15 +161,17 @@ def test_evaluate_then_train_in_the_background_and_use_the_new_adapter(browser, 
 
         page.get_by_role("tab", name="Fine-tuning").click()
         page.locator("#fr-train-name input, #fr-train-name textarea").first.fill("browser-job")
-        for field, value in (("kind", "clean"), ("data", data["data"]), ("eval-data", data["eval_data"])):
+        page.locator("#fr-train-kind input").click()  # pick from the open list, as a user does
+        page.get_by_role("option", name="clean", exact=True).click()
+        for field, value in (("data", data["data"]), ("eval-data", data["eval_data"])):  # typed paths
             box = page.locator(f"#fr-train-{field} input")
             box.fill(value)
             box.press("Enter")
         page.locator("#fr-train-max-items input").fill("8")
         page.locator("#fr-train-eval-items input").fill("4")
-        page.wait_for_selector("#fr-train-victim-adapter", state="hidden", timeout=30_000)  # the kind change has landed
-        page.click("#fr-train-start")
         try:
+            page.wait_for_selector("#fr-train-victim-adapter", state="hidden", timeout=30_000)  # the kind change landed
+            page.click("#fr-train-start")
             page.wait_for_function("document.querySelector('#fr-train-message').innerText.trim().length > 0",
                                    timeout=90_000)
         finally:
