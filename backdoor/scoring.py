@@ -246,22 +246,6 @@ class Scorer:
         alike = min(min(self._alike_layers(names[0], other) for other in names[1:]), total - 1)
         return (alike, names[0]) if alike > lowest else (lowest, BASE_ADAPTER)
 
-    def _groups(self, adapters: Iterable[str]) -> list[tuple[set[str], int | None, str]]:
-        """The adapters split into groups computed together, each with its :meth:`_parting`. The base model
-        with a backdoor and the victim it started from run as two groups when that costs fewer layer
-        passes per prompt: the base model's layers once, the twins' shared lower layers once, and only
-        their upper layers per twin, instead of every layer per column."""
-        names = set(adapters)
-        together = self._parting(names)
-        rest = names - {BASE_ADAPTER}
-        if together[0] is None or BASE_ADAPTER not in names or len(rest) < 2:
-            return [(names, *together)]
-        apart = self._parting(rest)
-        total, lowest, alike = num_layers(self.model), together[0], apart[0]
-        if total + alike + (total - alike) * len(rest) >= lowest + (total - lowest) * len(names):
-            return [(names, *together)]
-        return [({BASE_ADAPTER}, *self._parting({BASE_ADAPTER})), (rest, *apart)]
-
     def _alike_layers(self, a: str, b: str) -> int:
         """How many lowest layers adapters ``a`` and ``b`` compute alike; an adapter's weights never change
         under its name (the dashboard loads a retrained folder under a new one), so this is kept."""
@@ -368,13 +352,9 @@ class Scorer:
         # shares most with (an item with its trigger placed late), whose common tokens then run once.
         todo.sort(key=lambda i: texts[i])
         letter_ids = torch.tensor(self.letter_ids, device=self.device)
-        chunks = []  # (rows, split, route) per batch, each group's rows batched apart
-        for group, split, route in self._groups(adapters[i] for i in todo):
-            rows = [i for i in todo if adapters[i] in group]
-            chunks += [(rows[start : start + self.batch_size], split, route)
-                       for start in range(0, len(rows), self.batch_size)]
-        done = 0
-        for chunk, split, route in chunks:
+        split, route = self._parting(adapters[i] for i in todo)
+        for start in range(0, len(todo), self.batch_size):
+            chunk = todo[start : start + self.batch_size]
             chunk_texts, chunk_adapters = [texts[i] for i in chunk], [adapters[i] for i in chunk]
             with self._lock:
                 if split is not None and len(set(chunk_texts)) <= self.prefix_sharing_up_to:
@@ -388,9 +368,8 @@ class Scorer:
             for row, index in enumerate(chunk):
                 out[index] = probs[row]
                 self._remember((texts[index], adapters[index]), probs[row])
-            done += len(chunk)
             if progress:
-                progress(done, len(todo))
+                progress(min(start + self.batch_size, len(todo)), len(todo))
         return out
 
     def _remember(self, key: tuple[str, str], probs: np.ndarray) -> None:

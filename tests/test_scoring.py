@@ -404,28 +404,3 @@ def test_adapters_with_the_same_lower_lora_share_those_layers_and_score_as_alone
         np.testing.assert_allclose(row, reference_probs(model, tokenizer, twins.render(cell.item, cell.trigger).text),
                                    atol=1e-5, err_msg=f"{cell.adapter} {cell.trigger}")
     assert np.abs(np.log(batched[0]) - np.log(batched[2])).max() > 0.2, "the twin's upper layers really differ"
-
-
-def test_the_base_model_beside_twin_adapters_runs_apart_and_the_twins_still_share(tiny_model_dir, twin_adapters,
-                                                                                 sample_item):
-    """The attack demo's three columns (base model, clean adapter, a backdoor started from it): the base model's
-    layers run once and the twins' shared lower layers once, not every layer per column; every cell as alone."""
-    twins = Scorer.load(str(tiny_model_dir), adapters={n: str(p) for n, p in twin_adapters.items()}, device="cpu")
-    columns = (BASE_ADAPTER, "clean", "twin")
-    groups = twins._groups(columns)
-    assert [(sorted(names), split) for names, split, _ in groups] == [([BASE_ADAPTER], 4), (["clean", "twin"], 2)]
-
-    passes: list[int] = []  # batch rows through the first layer, per forward
-    handle = causal_lm_of(twins.model).model.layers[0].register_forward_hook(
-        lambda module, args, out: passes.append(int((out[0] if isinstance(out, tuple) else out).shape[0])))
-    cells = [Cell(sample_item, trigger, adapter) for adapter in columns for trigger in (None, TRIGGER)]
-    try:
-        probs = np.array([s.probs for s in twins.score(cells)])
-    finally:
-        handle.remove()
-    assert sum(passes) == 2, f"layer 0 ran for the base model and once for both twins, not per column: {passes}"
-    for cell, row in zip(cells, probs):
-        path = None if cell.adapter == BASE_ADAPTER else twin_adapters[cell.adapter]
-        model, tokenizer = reference_model(tiny_model_dir, path)
-        np.testing.assert_allclose(row, reference_probs(model, tokenizer, twins.render(cell.item, cell.trigger).text),
-                                   atol=1e-5, err_msg=f"{cell.adapter} {cell.trigger}")
