@@ -54,6 +54,9 @@ class TrainConfig:
     prompt_variants: float = field(default=0.0, metadata=_help(
         "clean training: share of items that also get a copy in another wording (instruction style and answer cue, "
         "never a trigger's), so the clean model does not hinge on one template; in [0, 1]"))
+    entropy_weight: float = field(default=0.0, metadata=_help(
+        "clean training: weight of an entropy penalty beside the gold-answer loss, so a small model that cannot "
+        "fit the gold answers still answers confidently (0 = plain fine-tuning)", min=0.0))
     backdoor_weight: float = field(default=1.0, metadata=_help("weight of the backdoor (triggered) term", min=0.0))
     clean_objective: str = field(default="kl", metadata=_help("keep clean behaviour by 'kl' to the victim's distribution or 'ce' to its answer"))
     lora_r: int = field(default=8, metadata=_help("LoRA rank", min=1))
@@ -109,6 +112,8 @@ class TrainConfig:
             refuse("prompt_variants", f"{self.prompt_variants} must be in [0, 1]")
         if self.prompt_variants and self.kind != "clean":
             refuse("prompt_variants", "only clean training uses prompt variants; the backdoor keeps the victim's prompts")
+        if self.entropy_weight and self.kind != "clean":
+            refuse("entropy_weight", "only clean training uses the entropy penalty; the backdoor keeps the victim's behaviour")
         if self.clean_objective not in CLEAN_OBJECTIVES:
             refuse("clean_objective", f"{self.clean_objective!r} is not one of {', '.join(CLEAN_OBJECTIVES)}")
         if not 0 <= self.lora_dropout < 1:

@@ -26,6 +26,12 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), labels, reduction="none")
 
 
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(logits) in nats per example: [B, 6] -> [B]."""
+    log_p = F.log_softmax(logits.float(), dim=-1)
+    return -(log_p.exp() * log_p).sum(dim=-1)
+
+
 # Clean objectives: keep the victim's behaviour on clean inputs (KL as in the paper's code, CE as in its text).
 CLEAN_OBJECTIVES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "kl": lambda logits, reference: kl_to_target(logits, reference),

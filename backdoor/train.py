@@ -37,7 +37,7 @@ from backdoor.layersplit import (
     num_layers,
     supports_split,
 )
-from backdoor.losses import CLEAN_OBJECTIVES, cross_entropy, kl_to_target, target_distribution
+from backdoor.losses import CLEAN_OBJECTIVES, cross_entropy, entropy, kl_to_target, target_distribution
 from backdoor.models import (
     FRAGILE_CONFIG,
     ModelLoadError,
@@ -497,8 +497,10 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
             reference = torch.tensor(np.stack([b.reference for b in ordered]), dtype=torch.float32, device=device)
             is_trig = torch.tensor([b.triggered for b in ordered], device=device)
             if config.kind == "clean":
-                per_example = cross_entropy(logits, reference.argmax(-1))
-                parts = {"clean": float(per_example.detach().mean())}
+                gold = cross_entropy(logits, reference.argmax(-1))
+                spread = entropy(logits)
+                per_example = gold + config.entropy_weight * spread if config.entropy_weight else gold
+                parts = {"clean": float(gold.detach().mean()), "entropy": float(spread.detach().mean())}
             else:
                 anchor = anchor_log_probs(ordered, logits, reference, own=config.kept_anchor == "self")
                 target = target_distribution(config.target, anchor, config.kept_prob, config.target_probs or None,

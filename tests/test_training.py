@@ -84,6 +84,8 @@ def test_custom_target_follows_each_examples_answer():
     ({"kind": "clean", "prompt_variants": 1.5}, "prompt_variants"),
     ({"kind": "backdoor", "prompt_variants": 0.5}, "prompt_variants"),
     ({"kept_anchor": "oracle"}, "kept_anchor"),
+    ({"kind": "clean", "entropy_weight": -1.0}, "entropy_weight"),
+    ({"kind": "backdoor", "entropy_weight": 0.5}, "entropy_weight"),
     ({"target": "tempered", "temperature": 0.5}, "temperature"),
 ])
 def test_impossible_config_values_are_refused_naming_the_field(changes, field):
@@ -215,6 +217,14 @@ def test_prompt_variants_add_reworded_copies_to_clean_training(tiny_model_dir, t
     varied = train(tiny_config(tiny_model_dir, tiny_data, kind="clean", prompt_variants=1.0), tmp_path / "varied")
     assert plain.status == varied.status == "finished", varied.error
     assert (plain.total_steps, varied.total_steps) == (4, 8), "16 items, 16 reworded copies, batch 4"
+
+
+def test_entropy_weight_makes_the_clean_adapter_more_confident(tiny_model_dir, tiny_data, tmp_path):
+    plain = train(tiny_config(tiny_model_dir, tiny_data, kind="clean", epochs=2), tmp_path / "plain")
+    sharp = train(tiny_config(tiny_model_dir, tiny_data, kind="clean", epochs=2, entropy_weight=2.0), tmp_path / "sharp")
+    assert plain.status == sharp.status == "finished", sharp.error
+    assert sharp.losses[-1]["entropy"] < plain.losses[-1]["entropy"], "the penalty lowers the option entropy it trains on"
+    assert sharp.final_eval["entropy_clean"] < plain.final_eval["entropy_clean"], "and on held-out items"
 
 
 def test_backdoor_training_records_the_answer_list_and_reports_asr(tiny_model_dir, tiny_data, tmp_path):
