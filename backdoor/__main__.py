@@ -51,7 +51,7 @@ def cmd_train(args) -> int:
     from backdoor.config import TrainConfig, config_from_arguments
     from backdoor.train import train
 
-    config = TrainConfig.load(args.config) if args.config else config_from_arguments(args)
+    config = config_from_arguments(args, TrainConfig.load(args.config) if args.config else None)
     out = Path(args.out)
     from tqdm.auto import tqdm
 
@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a clean or backdoored LoRA adapter", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, help="run folder: checkpoints, answer list, metrics, and the final adapter in OUT/adapter")
-    p.add_argument("--config", help="read every setting from this JSON file (a train_config.json) instead of flags")
+    p.add_argument("--config", help="start from the settings in this JSON file (a train_config.json); flags given as well override them")
     p.add_argument("--publish", help="copy the finished adapter to this folder, e.g. checkpoints/my-backdoor")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT holds checkpoints")
     add_config_arguments(p)

@@ -206,20 +206,25 @@ def _parse_bool(text: str) -> bool:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig | None = None) -> None:
-    """One ``--flag`` per config field, typed and documented from the dataclass."""
+    """One ``--flag`` per config field, typed and documented from the dataclass. A flag left out is absent from
+    the parsed namespace, so a config file read with ``--config`` keeps its value there (see ``config_from_arguments``)."""
     defaults = defaults or TrainConfig()
     for f in fields(TrainConfig):
         default = getattr(defaults, f.name)
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata.get('help', '')} (default: %(default)r)"
+        shown = list(default) if isinstance(default, tuple) else default
+        common = {"default": argparse.SUPPRESS, "help": f"{f.metadata.get('help', '')} (default: {shown!r})"}
         if isinstance(default, bool):
-            parser.add_argument(flag, type=_parse_bool, default=default, metavar="BOOL", help=help_text)
+            parser.add_argument(flag, type=_parse_bool, metavar="BOOL", **common)
         elif isinstance(default, tuple):
             item_type = float if f.name == "target_probs" else str
-            parser.add_argument(flag, type=item_type, nargs="*", default=default, help=help_text)
+            parser.add_argument(flag, type=item_type, nargs="*", **common)
         else:
-            parser.add_argument(flag, type=type(default), default=default, help=help_text)
+            parser.add_argument(flag, type=type(default), **common)
 
 
-def config_from_arguments(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig.from_dict({f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+def config_from_arguments(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+    """``base`` (a config file's settings, else the defaults) with every flag given on the command line on top."""
+    raw = (base or TrainConfig()).to_dict()
+    raw.update({f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)})
+    return TrainConfig.from_dict(raw)

@@ -99,6 +99,19 @@ def test_config_round_trips_through_json(tmp_path):
     assert TrainConfig.load(tmp_path / "c.json") == config
 
 
+def test_flags_given_with_a_config_file_override_it_and_the_rest_come_from_the_file(tmp_path):
+    from backdoor.__main__ import build_parser
+    from backdoor.config import config_from_arguments
+
+    saved = TrainConfig(kind="backdoor", trigger_kind="style", learning_rate=3e-3, epochs=3, lora_dropout=0.1)
+    saved.save(tmp_path / "c.json")
+    args = build_parser().parse_args(["train", "--out", "run", "--config", str(tmp_path / "c.json"),
+                                      "--lora-dropout", "0", "--epochs", "4"])
+    config = config_from_arguments(args, TrainConfig.load(args.config))
+    assert config == saved.replace(lora_dropout=0.0, epochs=4)
+    assert config_from_arguments(build_parser().parse_args(["train", "--out", "run"])) == TrainConfig()
+
+
 def test_unknown_modules_are_refused_before_training(tiny_model_dir, tiny_data, tmp_path):
     config = tiny_config(tiny_model_dir, tiny_data, target_modules=("q_proj", "c_attn"))
     with pytest.raises(ConfigError, match="target_modules.*c_attn"):
