@@ -205,10 +205,10 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig | None = None) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--flag`` per config field, typed and documented from the dataclass. A flag left out is absent from
     the parsed namespace, so a config file read with ``--config`` keeps its value there (see ``config_from_arguments``)."""
-    defaults = defaults or TrainConfig()
+    defaults = TrainConfig()
     for f in fields(TrainConfig):
         default = getattr(defaults, f.name)
         flag = "--" + f.name.replace("_", "-")
