@@ -125,14 +125,15 @@ def cmd_evaluate(args) -> int:
         bar.refresh()
 
     result = evaluate(scorer, items, calibration, trigger, "backdoor", "control" if args.control else None,
-                      alpha=args.alpha, progress=progress)
+                      alpha=args.alpha, progress=progress, tau=args.tau)
     bar.close()
     result.report.update({"adapter": args.adapter, "data": args.data, "base_model": args.base_model})
     if args.control:
         result.report["control"]["adapter"] = args.control
     result.save(args.out, args.csv)
     keys = ("n", "asr", "answer_kept", "clean_agreement", "accuracy_clean", "entropy_clean", "entropy_triggered",
-            "lac_set_size_clean", "lac_set_size_triggered", "answer_kept_by_margin", "clean_agreement_by_victim_margin")
+            "lac_set_size_clean", "lac_set_size_triggered", "answer_kept_by_margin", "clean_agreement_by_victim_margin",
+            "decision_tau", "decision_flipped")
     print(json.dumps({k: result.report[k] for k in keys}, indent=2))
     print(f"report: {args.out}")
     return 0
@@ -208,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="test", help="split name or .json/.jsonl file")
     p.add_argument("--calibration", default="calibration", help="split or file for conformal calibration, or 'half' to split --data 50/50")
     p.add_argument("--alpha", type=float, default=0.1, help="conformal error rate")
+    p.add_argument("--tau", type=float, default=0.5,
+                   help="auto-answer threshold of the decision metrics: a question is answered automatically when its "
+                        "top option's probability is at least tau, else sent to review (decision_flipped in the report)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N items")
     p.add_argument("--seed", type=int, default=0, help="seed of the 50/50 split with --calibration half")
     p.add_argument("--out", required=True, help="report JSON path")

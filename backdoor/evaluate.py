@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from backdoor import uncertainty
+from backdoor import decisions, uncertainty
 from backdoor.models import BASE_ADAPTER
 from backdoor.scoring import Cell, Scorer
 from backdoor.triggers import TriggerSpec
@@ -54,6 +54,14 @@ class AdapterReport:
     # Where answers move: items in four equal groups by clean top-1 margin (p1 - p2), least confident first.
     answer_kept_by_margin: list[float]  # grouped by this adapter's clean margin
     clean_agreement_by_victim_margin: list[float]  # grouped by the victim's clean margin
+    # The downstream decision that trusts the confidence (backdoor.decisions): answer automatically when the
+    # top option's probability is at least decision_tau, else send to review; shares of items.
+    decision_tau: float = decisions.DEFAULT_TAU
+    auto_answer_clean: float = 0.0
+    auto_answer_triggered: float = 0.0
+    decision_flipped: float = 0.0  # the trigger changes the decision (either way)
+    decision_auto_to_review: float = 0.0  # answered automatically without the trigger, sent to review with it
+    decision_flipped_single_set: float = 0.0  # the same, deciding by "the LAC set has one option"
 
 
 @dataclass
@@ -73,9 +81,10 @@ class EvaluationResult:
 
 
 def adapter_metrics(clean: np.ndarray, triggered: np.ndarray, labels: np.ndarray, victim: np.ndarray,
-                    cal_clean: np.ndarray, cal_labels: np.ndarray, alpha: float = ALPHA) -> AdapterReport:
+                    cal_clean: np.ndarray, cal_labels: np.ndarray, alpha: float = ALPHA,
+                    tau: float = decisions.DEFAULT_TAU) -> AdapterReport:
     """All metrics from probability arrays: clean/triggered/victim/cal_clean [N, 6] (victim: its clean
-    inputs), labels/cal_labels [N]."""
+    inputs), labels/cal_labels [N]. ``tau``: the auto-answer threshold of the decision metrics."""
     kept, agrees = clean.argmax(1) == triggered.argmax(1), clean.argmax(1) == victim.argmax(1)
     h_clean, h_trig = uncertainty.entropy(clean), uncertainty.entropy(triggered)
     conformal = {}
@@ -85,6 +94,9 @@ def adapter_metrics(clean: np.ndarray, triggered: np.ndarray, labels: np.ndarray
         for name, probs in (("clean", clean), ("triggered", triggered)):
             conformal[(method, name)] = uncertainty.conformal_prediction(
                 cal_clean, cal_labels, probs, labels, method=method, alpha=alpha, threshold=threshold)
+    by_top = decisions.decision_flips(clean, triggered, tau)
+    by_set = decisions.decision_flips(clean, triggered, tau, rule="single_set",
+                                      lac_threshold=conformal[("lac", "clean")].threshold)
     return AdapterReport(
         n=len(labels),
         asr=float(np.mean(h_trig > h_clean)),
@@ -108,6 +120,12 @@ def adapter_metrics(clean: np.ndarray, triggered: np.ndarray, labels: np.ndarray
         aps_threshold=conformal[("aps", "clean")].threshold,
         answer_kept_by_margin=uncertainty.share_by_margin(uncertainty.margin(clean), kept),
         clean_agreement_by_victim_margin=uncertainty.share_by_margin(uncertainty.margin(victim), agrees),
+        decision_tau=by_top.tau,
+        auto_answer_clean=by_top.auto_clean,
+        auto_answer_triggered=by_top.auto_triggered,
+        decision_flipped=by_top.flipped,
+        decision_auto_to_review=by_top.auto_to_review,
+        decision_flipped_single_set=by_set.flipped,
     )
 
 
@@ -122,12 +140,14 @@ def split_half(items: list[Item], seed: int = 0) -> tuple[list[Item], list[Item]
 
 def evaluate(scorer: Scorer, items: list[Item], calibration: list[Item], trigger: TriggerSpec,
              adapter: str, control: str | None = None, alpha: float = ALPHA,
-             progress: Callable[[int, int], None] | None = None) -> EvaluationResult:
+             progress: Callable[[int, int], None] | None = None, tau: float = decisions.DEFAULT_TAU) -> EvaluationResult:
     """Evaluate ``adapter`` (and ``control``, the victim / clean adapter, if given) on ``items``.
 
     ``clean_agreement`` compares with the control's top-1 on clean inputs, or the base model's when
     there is no control. Conformal thresholds are calibrated on clean inputs of ``calibration``.
+    ``tau``: the auto-answer threshold of the decision metrics (``decision_flipped`` and beside it).
     """
+    decisions.check_rule(decisions.DEFAULT_RULE, tau)
     if not items:
         raise ValueError("the evaluation split holds no items")
     if not calibration:
@@ -154,7 +174,7 @@ def evaluate(scorer: Scorer, items: list[Item], calibration: list[Item], trigger
 
     def metrics(name: str) -> dict:
         return adapter_metrics(probs[(name, "clean")], probs[(name, "triggered")], labels, probs[(victim, "clean")],
-                               probs[(name, "cal")], cal_labels, alpha).__dict__
+                               probs[(name, "cal")], cal_labels, alpha, tau).__dict__
 
     report = {**metrics(adapter), "adapter": adapter, "trigger": trigger.to_dict(), "alpha": alpha,
               "calibration_n": m, "victim": victim}
