@@ -55,6 +55,9 @@ def metric_cards_html(run: EvaluationRun) -> str:
         ("accuracy", "accuracy: no trigger → trigger", None, None),
         ("clean_agreement", "agrees with the control (no trigger)", report["clean_agreement"], None),
     ]
+    if "decision_flipped" in report:  # what the flattening breaks: a system that auto-answers when sure
+        cards.append(("decision_flipped", f"auto-answer decisions the trigger flips (top option ≥ {report['decision_tau']:.2f})",
+                      report["decision_flipped"], control and control.get("decision_flipped")))
     out = []
     for key, label, value, control_value in cards:
         if key == "accuracy":

@@ -351,7 +351,7 @@ class DashboardService:
         refused: list[tuple[str, str]] = []
         readable = {info.name: info for info in discover_adapters(folder)}
         for child in sorted(folder.iterdir()) if folder.is_dir() else []:
-            path = _adapter_path(child)
+            path = None if child.name.startswith(".") else _adapter_path(child)  # hidden: being written
             if path is None:
                 continue
             info = readable.get(child.name)

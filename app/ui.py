@@ -22,6 +22,7 @@ from app.lab import BACKDOOR_ONLY, VICTIM_FITTED
 from app.lab_ui import LAB_CSS, LabHandlers, build_evaluate_tab, build_training_tab
 from app.service import BASE_LABEL, AdapterCatalog, Comparison, DashboardError, DashboardService, TokenComparison
 from app.zerogpu import gpu_task
+from backdoor import decisions
 from backdoor.models import BASE_ADAPTER
 from backdoor.triggers import DESCRIPTIONS, POSITIONS, TRIGGERS
 from dataset.schema import LETTERS, TASKS
@@ -29,6 +30,9 @@ from dataset.schema import LETTERS, TASKS
 logger = logging.getLogger(__name__)
 
 MAX_SLOTS = 6  # model columns the page can show at once
+COMPARE_INPUTS = 16  # the inputs of Handlers.compare before the trigger state (base ... tokens)
+DECISION_RULES = [("top option ≥ τ", "top"), ("top option ≥ τ, or a one-option conformal set", "top_or_single_set"),
+                  ("a one-option conformal set", "single_set")]
 SOURCES = ("Showcase", "Corpus", "Your own")
 BROWSE_SPLITS = ("test", "calibration", "train")
 ALL_TASKS = "all tasks"
@@ -67,6 +71,9 @@ mark.fr-trigger { background: #E69F00; color: #000; padding: 1px 3px; border-rad
 .fr-stats td.num { font-variant-numeric: tabular-nums; }
 .fr-stats .up { color: #D55E00; font-weight: 800; }
 .fr-note { font-size: 0.95rem; color: var(--body-text-color-subdued); }
+.fr-decision { margin-top: 6px; font-size: 1.1rem; color: var(--body-text-color); }
+.fr-decision-auto { color: #009E73; }
+.fr-decision-review { color: #D55E00; }
 #fr-theme-btn, #fr-refresh-btn { align-self: flex-start; max-height: 3rem; }
 #fr-trigger-btn { font-size: 1.3rem; font-weight: 800; min-height: 3.2rem; }
 /* Plotly writes its text colour inline; in dark mode make it light so the transparent plots stay readable. */
@@ -143,7 +150,32 @@ def column_head_html(column, trigger_on: bool) -> str:
             f'<div class="fr-kind">{html.escape(kind)}</div>{badge}</div>')
 
 
-def column_stats_html(column, trigger_on: bool, alpha: float) -> str:
+def decide(scores, threshold: float | None, tau: float, rule: str) -> str | None:
+    """The downstream decision on one distribution (backdoor.decisions); None while a set rule waits for calibration."""
+    if rule != decisions.DEFAULT_RULE and threshold is None:
+        return None
+    return decisions.decision_label(bool(decisions.auto_answer(scores.probs, tau, rule=rule, lac_threshold=threshold)))
+
+
+def decision_html(column, trigger_on: bool, tau: float = decisions.DEFAULT_TAU, rule: str = decisions.DEFAULT_RULE) -> str:
+    """What a system that trusts this column's confidence does with the question: "auto-answer → sent to review"."""
+    before = decide(column.clean, column.threshold, tau, rule)
+    after = decide(column.triggered, column.threshold, tau, rule) if trigger_on else None
+
+    def tag(label: str | None) -> str:
+        kind = {decisions.AUTO: "auto", decisions.REVIEW: "review"}.get(label or "", "pending")
+        return f'<b class="fr-decision-{kind}">{label or "…"}</b>'
+
+    shown = tag(before)
+    if trigger_on:
+        shown += f" → {tag(after)}" + (" ⚠" if before and after and before != after else "")
+    data = (f'data-decision-clean="{before or ""}" data-decision-triggered="{after or ""}" '
+            f'data-tau="{tau:.2f}" data-rule="{html.escape(rule)}"')
+    return f'<div class="fr-decision" {data}>Decision: {shown}</div>'
+
+
+def column_stats_html(column, trigger_on: bool, alpha: float, tau: float = decisions.DEFAULT_TAU,
+                      rule: str = decisions.DEFAULT_RULE) -> str:
     clean, trig = column.clean, column.triggered
     coverage = f"{1 - alpha:.0%}"
     rows = [
@@ -159,7 +191,7 @@ def column_stats_html(column, trigger_on: bool, alpha: float) -> str:
         cell_b = f'<td class="num{" up" if up else ""}">{html.escape(b)}{" ▲" if up else ""}</td>' if trigger_on else ""
         body += f"<tr><th>{html.escape(label)}</th><td class=\"num\">{html.escape(a)}</td>{cell_b}</tr>"
     note = f'<div class="fr-note">{html.escape(column.calibration_note)}</div>' if column.calibration_note else ""
-    return f'<div class="fr-stats"><table>{header}{body}</table>{note}</div>'
+    return f'<div class="fr-stats"><table>{header}{body}</table>{decision_html(column, trigger_on, tau, rule)}{note}</div>'
 
 
 def option_figure(column, item, trigger_on: bool):
@@ -179,7 +211,8 @@ def token_figure(column, trigger_on: bool):
     return plots.token_bars(clean, trig, title="most likely next tokens")
 
 
-def numbers_table(comparison: Comparison, trigger_on: bool) -> list[list]:
+def numbers_table(comparison: Comparison, trigger_on: bool, tau: float = decisions.DEFAULT_TAU,
+                  rule: str = decisions.DEFAULT_RULE) -> list[list]:
     rows = []
     for column in comparison.columns:
         name = BASE_LABEL if column.adapter.name == BASE_ADAPTER else column.adapter.name
@@ -189,11 +222,25 @@ def numbers_table(comparison: Comparison, trigger_on: bool) -> list[list]:
         for flag, scores, cset in pairs:
             rows.append([name, flag, scores.predicted, round(scores.max_prob, 3), round(scores.entropy, 3),
                          round(scores.normalized_entropy, 3), _set_text(cset),
-                         " ".join(f"{letter}:{p:.2f}" for letter, p in zip(LETTERS, scores.probs))])
+                         " ".join(f"{letter}:{p:.2f}" for letter, p in zip(LETTERS, scores.probs)),
+                         decide(scores, column.threshold, tau, rule) or "…"])
     return rows
 
 
-NUMBER_HEADERS = ["model", "trigger", "answer", "p(answer)", "entropy", "entropy / ln 6", "conformal set", "A-F"]
+NUMBER_HEADERS = ["model", "trigger", "answer", "p(answer)", "entropy", "entropy / ln 6", "conformal set", "A-F", "decision"]
+
+
+CONTEXT_LED_TASKS = ("commonsense inference", "dialogue response selection", "document summarization")
+LABEL_CHARS = 64
+
+
+def _snippet(text: str, limit: int = LABEL_CHARS) -> str:
+    """The first words of ``text`` on one line (dialogue speaker tags dropped), cut at a word boundary."""
+    words = " ".join(text.replace("[Human]:", " ").replace("[Assistant]:", " ").split())
+    if len(words) <= limit:
+        return words
+    cut = words[: limit + 1].rsplit(" ", 1)[0] if " " in words[:limit] else words[:limit]
+    return cut.rstrip(",;:.") + "…"
 
 
 # --- handlers ----------------------------------------------------------------------------------
@@ -230,8 +277,11 @@ class Handlers:
 
     @staticmethod
     def _item_label(item) -> str:
-        text = item.question if len(item.question) <= 80 else item.question[:77] + "…"
-        return f"{TASKS[item.task]} · {text}"
+        """What tells this item from its neighbours, then its task written out: "A lost parrot named Rio flew
+        home… (document summarization)". Where every item of a task asks the same question (continuation,
+        next turn, summary), the context is what differs."""
+        text = item.context if item.task in CONTEXT_LED_TASKS and item.context.strip() else item.question
+        return f"{_snippet(text)} ({item.task})"
 
     def refresh_adapters(self, base: str, selected: list[str] | None):
         """Re-read the adapters folder: new adapters appear without a restart; selection kept where still valid."""
@@ -309,8 +359,9 @@ class Handlers:
                 gr.update(value=REMOVE_TRIGGER, variant="stop")]
 
     def compare(self, base, adapters, source, showcase_id, split, corpus_id, question, context, a, b, c, d,
-                kind, custom_text, position, tokens, trigger_on):
-        """Score the chosen question on every chosen model, without and with the trigger; draw it all."""
+                kind, custom_text, position, tokens, trigger_on, tau=decisions.DEFAULT_TAU, rule=decisions.DEFAULT_RULE):
+        """Score the chosen question on every chosen model, without and with the trigger; draw it all.
+        ``tau``/``rule``: the downstream decision shown under each column (from the same, cached, scores)."""
         try:
             item = self._item(source, showcase_id, split, corpus_id, question, context, a, b, c, d)
             trigger = self.service.trigger(kind, custom_text, position)
@@ -318,7 +369,7 @@ class Handlers:
         except DashboardError as err:
             gr.Warning(str(err))
             return [f"⚠️ {err}"] + [gr.skip()] * (2 + 4 * MAX_SLOTS)
-        return self.render(comparison, token_view, bool(trigger_on))
+        return self.render(comparison, token_view, bool(trigger_on), *_decision_settings(tau, rule))
 
     def compare_on_load(self, *inputs) -> list:
         """The page-load refresh of the first view: outputs still equal to what the page was built with
@@ -337,29 +388,39 @@ class Handlers:
 
     def toggle(self, *args):
         """Add or remove the trigger: flips the session's state and redraws (cells are cached, so this is instant)."""
-        *inputs, trigger_on = args
-        trigger_on = not trigger_on
+        inputs, trigger_on, decision = args[:COMPARE_INPUTS], args[COMPARE_INPUTS], args[COMPARE_INPUTS + 1:]
+        trigger_on = not trigger_on  # the compare inputs, the trigger state, then (optionally) tau and the decision rule
         label = gr.update(value=REMOVE_TRIGGER if trigger_on else ADD_TRIGGER, variant="stop" if trigger_on else "primary")
-        return [trigger_on, label, *self.compare(*inputs, trigger_on)]
+        return [trigger_on, label, *self.compare(*inputs, trigger_on, *decision)]
 
-    def render(self, comparison: Comparison, token_view: TokenComparison | None, trigger_on: bool) -> list:
+    def render(self, comparison: Comparison, token_view: TokenComparison | None, trigger_on: bool,
+               tau: float = decisions.DEFAULT_TAU, rule: str = decisions.DEFAULT_RULE) -> list:
         status = (f"{len(comparison.columns)} model(s), trigger **{comparison.trigger.label}** "
                   f"{'on' if trigger_on else 'off'} · {comparison.seconds * 1000:.0f} ms"
                   f"{' (cached)' if comparison.from_cache else ''}")
         if comparison.notes:
             status += "  \n" + "  \n".join(f"ℹ️ {note}" for note in comparison.notes)
         out: list = [status, prompt_html(comparison, trigger_on),
-                     gr.update(value=numbers_table(comparison, trigger_on), headers=NUMBER_HEADERS)]
+                     gr.update(value=numbers_table(comparison, trigger_on, tau, rule), headers=NUMBER_HEADERS)]
         for slot in range(MAX_SLOTS):
             if slot < len(comparison.columns):
                 column = comparison.columns[slot]
                 figure = (token_figure(token_view.columns[slot], trigger_on) if token_view is not None
                           else option_figure(column, comparison.item, trigger_on))
                 out += [gr.update(visible=True), column_head_html(column, trigger_on), figure,
-                        column_stats_html(column, trigger_on, comparison.alpha)]
+                        column_stats_html(column, trigger_on, comparison.alpha, tau, rule)]
             else:
                 out += [gr.update(visible=False), "", None, ""]
         return out
+
+
+def _decision_settings(tau, rule) -> tuple[float, str]:
+    """The slider's tau and the chosen rule, with the defaults for anything a client left out or sent out of range."""
+    try:
+        tau = min(max(float(tau), 0.0), 1.0)
+    except (TypeError, ValueError):
+        tau = decisions.DEFAULT_TAU
+    return tau, rule if rule in decisions.RULES else decisions.DEFAULT_RULE
 
 
 def same_output(new, old) -> bool:
@@ -482,6 +543,12 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
                             plot = gr.Plot(start(at + 2), show_label=False, elem_classes="fr-plot", elem_id=f"fr-plot-{index}")
                             stats = gr.HTML(start(at + 3))
                         slots += [col, head, plot, stats]
+                with gr.Row(elem_id="fr-decision-row"):  # what trusting the confidence decides, per column above
+                    tau = gr.Slider(0.05, 0.95, value=decisions.DEFAULT_TAU, step=0.05, scale=3, elem_id="fr-tau",
+                                    label="Decision: answer automatically when the model is sure, else send to a human",
+                                    info="τ: the top option's probability needed to answer automatically")
+                    rule = gr.Radio(DECISION_RULES, value=decisions.DEFAULT_RULE, label="Sure means", scale=2,
+                                    elem_id="fr-rule")
                 with gr.Accordion("All numbers as a table", open=False):
                     numbers = gr.Dataframe(start(2) or None, headers=NUMBER_HEADERS, interactive=False, wrap=True)
             with gr.Tab("Evaluate", id="evaluate") as eval_tab:
@@ -503,27 +570,30 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
 
         gr.on([showcase_pick.input, corpus_pick.input, adapters.input, kind.input, position.input, tokens.input,
                custom_text.submit, score_own.click, question.submit],
-              handlers.compare, inputs=[*inputs, trigger_on], outputs=outputs, api_name="compare", **scoring)
+              handlers.compare, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs, api_name="compare", **scoring)
         # The page-load refresh must not land after (and undo) a click a quick speaker already made.
         on_load = demo.load(**refresh_event, api_visibility="private", api_name="refresh_on_load")
-        load_view = on_load.then(handlers.compare_on_load, inputs=[*inputs, trigger_on], outputs=outputs,
+        load_view = on_load.then(handlers.compare_on_load, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs,
                                  api_visibility="private", api_name="compare_on_load", **scoring)
-        trigger_btn.click(handlers.toggle, inputs=[*inputs, trigger_on], outputs=[trigger_on, trigger_btn, *outputs],
+        trigger_btn.click(handlers.toggle, inputs=[*inputs, trigger_on, tau, rule], outputs=[trigger_on, trigger_btn, *outputs],
                           api_name="toggle_trigger", cancels=[on_load, load_view], **scoring)
         kind.change(handlers.trigger_visibility, kind, [custom_text, position], api_visibility="private", queue=False)
         source.input(handlers.source_visibility, source, [showcase_group, corpus_group, own_group],
                      api_visibility="private", queue=False).then(
             handlers.browse, inputs=[split, task, query], outputs=[corpus_pick, corpus_found],
             api_visibility="private", api_name="browse_on_source").then(
-            handlers.compare_if_ready, inputs=[*inputs, trigger_on], outputs=outputs, api_visibility="private", **scoring)
+            handlers.compare_if_ready, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs, api_visibility="private", **scoring)
         gr.on([split.input, task.input, query.submit], handlers.browse, inputs=[split, task, query],
               outputs=[corpus_pick, corpus_found], api_name="browse").then(
-            handlers.compare_if_ready, inputs=[*inputs, trigger_on], outputs=outputs, api_visibility="private", **scoring)
+            handlers.compare_if_ready, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs, api_visibility="private", **scoring)
+        # Tau and the rule only redraw: the scores come from the cache, so the decisions follow at once.
+        gr.on([tau.release, rule.input], handlers.compare, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs,
+              api_visibility="private", api_name="redecide", trigger_mode="always_last", **scoring)
         refresh.click(**refresh_event, api_name="refresh_adapters")
         attack_tab.select(**refresh_event, api_visibility="private", api_name="refresh_on_tab")
         adapters.focus(**refresh_event, api_visibility="private", api_name="refresh_on_focus", queue=False)
         base.input(**refresh_event, api_visibility="private", api_name="refresh_on_base").then(
-            handlers.compare, inputs=[*inputs, trigger_on], outputs=outputs, api_visibility="private",
+            handlers.compare, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs, api_visibility="private",
             api_name="compare_on_base", **scoring)
 
         # Evaluate: one evaluation at a time on the shared model; demo questions keep being answered between its batches.
@@ -546,7 +616,7 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
             outputs=[tabs, source, showcase_group, corpus_group, own_group, split, task, query, corpus_pick, adapters,
                      kind, custom_text, position, trigger_on, trigger_btn],
             api_visibility="private", api_name="open_in_demo").then(
-            handlers.compare, inputs=[*inputs, trigger_on], outputs=outputs, api_visibility="private",
+            handlers.compare, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs, api_visibility="private",
             api_name="compare_from_evaluation", **scoring)
 
         # Fine-tuning: the worker process trains; this page only writes job requests and polls their files.

@@ -121,13 +121,43 @@ class JobRegistry:
         _write_json(self.job_dir(job.id) / "job.json", asdict(job))
 
     def reconcile(self, job: Job) -> Job:
-        """A running job whose process is gone failed; say so, keep what it wrote."""
-        if job.status == "running" and not _alive(job.pid):
-            job.status, job.ended = "failed", time.time()
-            job.error = job.error or ("the training process ended unexpectedly; what it wrote before, its last "
-                                      f"checkpoint included, is kept in {self.job_dir(job.id) / 'run'}")
+        """A running job whose process is gone failed; say so, keep what it wrote, drop a half-copied publish.
+        (One that died after its adapter was renamed into place finished.) A queued job claimed by a worker
+        that died before starting it is released, so the next worker runs it."""
+        if job.status == "queued":
+            self._release_dead_claim(job)
+        elif job.status == "running" and not _alive(job.pid):
+            shutil.rmtree(self.publish_staging(job.name), ignore_errors=True)
+            published = self.adapters_dir / job.name
+            if published.is_dir() and self._run_status(job) == "finished":
+                job.status, job.adapter_path = "finished", str(published)
+            else:
+                job.status = "failed"
+                job.error = job.error or ("the training process ended unexpectedly; what it wrote before, its last "
+                                          f"checkpoint included, is kept in {self.job_dir(job.id) / 'run'}")
+            job.ended = time.time()
             self.save(job)
         return job
+
+    def publish_staging(self, name: str) -> Path:
+        """Where a finished adapter is copied before one rename puts it in the adapters folder (hidden: never listed)."""
+        return self.adapters_dir / f".{name}.publishing"
+
+    def _run_status(self, job: Job) -> str:
+        try:
+            return json.loads((self.job_dir(job.id) / "run" / "metrics.json").read_text()).get("status", "")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return ""
+
+    def _release_dead_claim(self, job: Job) -> None:
+        claim = self.job_dir(job.id) / "claimed"
+        try:
+            pid = int(claim.read_text())
+        except (OSError, ValueError):  # no claim, or one whose pid is not written yet
+            return
+        if not _alive(pid):
+            claim.unlink(missing_ok=True)
+            logger.warning("job %s was claimed by worker %d, which ended before starting it; it is queued again", job.id, pid)
 
     def submit(self, config: TrainConfig, name: str, nproc: int = 1) -> Job:
         """Validate and queue a job; nothing starts here. Raises JobError/ConfigError with what to fix."""
@@ -264,7 +294,7 @@ def run_job(registry: JobRegistry, job: Job) -> Job:
     adapter = job_dir / "run" / "adapter"
     if status == "finished" and adapter.is_dir():
         target = registry.adapters_dir / job.name
-        staging = registry.adapters_dir / f".{job.name}.publishing"
+        staging = registry.publish_staging(job.name)
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(adapter, staging)
         os.replace(staging, target)
@@ -289,10 +319,12 @@ def _train_job(registry: JobRegistry, job: Job, accelerator=None) -> tuple[str, 
 def _claim(registry: JobRegistry, job: Job) -> bool:
     """Atomically take a queued job, so two workers never run the same one."""
     try:
-        os.close(os.open(registry.job_dir(job.id) / "claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        return True
+        claim = os.open(registry.job_dir(job.id) / "claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
         return False
+    with os.fdopen(claim, "w") as handle:  # whose claim: a worker that dies before starting the job releases it
+        handle.write(str(os.getpid()))
+    return True
 
 
 def worker(registry: JobRegistry) -> None:

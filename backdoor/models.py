@@ -228,6 +228,8 @@ def discover_adapters(folder: str | os.PathLike[str], base_identity: str | None 
     folder = Path(folder)
     found = []
     for child in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if child.name.startswith("."):  # a folder being written (a publish's staging copy) is never an adapter
+            continue
         path = child if (child / ADAPTER_CONFIG).is_file() else child / "adapter"
         if not (path / ADAPTER_CONFIG).is_file():
             continue
