@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
+from crash_harness import wait_for
 
 from backdoor.config import ConfigError
 from backdoor.jobs import JobError, JobRegistry, run_job
 from backdoor.models import discover_adapters
 from tests.test_training import tiny_config, tiny_data  # noqa: F401  (fixture)
-
-
-def wait_for(predicate, timeout: float = 240.0, every: float = 0.5):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
 
 
 @pytest.fixture
