@@ -120,9 +120,26 @@ def option_bars(
     data = []
     for name, probs, colour, pattern in series:
         values = [float(p) for p in probs]
-        data.append(_bars(name, colour, pattern, x=ticks, y=values, text=[percent(p) for p in values],
-                          hovertext=[f"{h}: {percent(p)}" for h, p in zip(hover, values)], size=FONT_SIZE - 2))
+        bars = _bars(name, colour, pattern, x=ticks, y=values, text=[percent(p) for p in values],
+                     hovertext=[f"{h}: {percent(p)}" for h, p in zip(hover, values)], size=FONT_SIZE - 2)
+        if triggered is not None:
+            bars.update(_upright_labels(values))
+        data.append(bars)
     return _figure(data, _layout(title, y_title="probability"))
+
+
+PAIR_LABEL_SIZE = FONT_SIZE - 4  # the uniformtext minimum: every number on the bars at one size
+INSIDE_FROM = 0.5  # with both series shown, a bar at least this tall carries its number inside
+
+
+def _upright_labels(values: Sequence[float]) -> dict:
+    """Numbers written upwards, for two bars side by side: a label is then as wide as a line of text, which
+    fits over its own bar even at phone width, where side-by-side "39%39%" ran into each other. Tall bars
+    carry theirs inside (white, at the top), so no label rises past the fixed y range into the legend."""
+    return {"textangle": -90, "textfont": {"size": PAIR_LABEL_SIZE},
+            "textposition": ["inside" if v >= INSIDE_FROM else "outside" for v in values],
+            "insidetextanchor": "end", "insidetextfont": {"size": PAIR_LABEL_SIZE, "color": "#ffffff"},
+            "outsidetextfont": {"size": PAIR_LABEL_SIZE}}
 
 
 def _bars(name: str, colour: str, pattern: str, *, size: int, **values) -> dict:

@@ -25,7 +25,13 @@ def test_bars_carry_their_numbers_as_text():
     assert list(clean.y) == pytest.approx(CONFIDENT)
     assert list(clean.text) == ["2%", "86%", "4%", "3%", "3%", "2%"]
     assert list(triggered.text) == ["16%", "20%", "16%", "16%", "16%", "16%"]
-    assert clean.textposition == "outside"  # over the page background, so it reads in both themes
+    # Trigger off: one bar per option, its number above it over the page background (reads in both themes).
+    assert plots.option_bars(CONFIDENT).data[0].textposition == "outside"
+    # Both series: numbers written upwards; a bar of 50% or more carries its number inside, white on the bar's
+    # own colour (reads in both themes too), so no label rises past the fixed y range into the legend.
+    assert list(clean.textposition) == ["outside", "inside", "outside", "outside", "outside", "outside"]
+    assert clean.textangle == -90 and clean.insidetextfont.color == "#ffffff"
+    assert list(triggered.textposition) == ["outside"] * 6
 
 
 def test_without_trigger_only_one_series_is_drawn():
@@ -158,3 +164,99 @@ def test_figures_carry_only_the_template_they_use():
     fig = plots.option_bars(CONFIDENT, FLAT, title="backdoor", predicted="B")
     assert len(fig.to_json()) < 3000
     assert set(fig.to_plotly_json()["layout"]["template"]["data"]) == {"bar"}
+
+
+# --- bar labels never collide ------------------------------------------------------------------------
+
+CHAR_WIDTH = 0.62  # em per character of "0123456789%<", a generous average for the sans-serif fonts plotly picks
+LINE_HEIGHT = 1.2  # em: the box a line of text takes across its baseline
+PAD = 3  # px plotly leaves between a bar's end and its label
+
+
+def _plain(text: str) -> str:
+    return text.replace("<b>", "").replace("</b>", "")
+
+
+def label_boxes(fig, width: float, height: float) -> list[tuple[str, tuple[float, float, float, float], str, float]]:
+    """(label, (x0, y0, x1, y1) in px, inside/outside, bar height in px) for every number on grouped bars, from the figure's own
+    layout: margins, bar gap, group count, y range, text size, angle and position (the geometry plotly lays out)."""
+    layout, traces = fig.layout, [t for t in fig.data if t.type == "bar"]
+    left, right, top, bottom = layout.margin.l, width - layout.margin.r, layout.margin.t, height - layout.margin.b
+    groups, members = len(traces[0].x), len(traces)
+    group_width = (right - left) / groups
+    slot = group_width * (1 - layout.bargap) / members
+    y_top = layout.yaxis.range[1]
+    boxes = []
+    for k, trace in enumerate(traces):
+        positions = trace.textposition if isinstance(trace.textposition, (list, tuple)) else [trace.textposition] * groups
+        for i, (value, text, where) in enumerate(zip(trace.y, trace.text, positions)):
+            size = (trace.insidetextfont.size if where == "inside" and trace.insidetextfont.size else trace.textfont.size)
+            length, thickness = len(_plain(text)) * CHAR_WIDTH * size, LINE_HEIGHT * size
+            across, along = (thickness, length) if trace.textangle in (-90, 90) else (length, thickness)
+            centre = left + group_width * i + group_width * layout.bargap / 2 + slot * (k + 0.5)
+            bar_end = bottom - (bottom - top) * value / y_top
+            y0, y1 = ((bar_end + PAD, bar_end + PAD + along) if where == "inside" else (bar_end - PAD - along, bar_end - PAD))
+            boxes.append((text, (centre - across / 2, y0, centre + across / 2, y1), where, bottom - bar_end))
+    return boxes
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+# Plot widths: a phone (390 px page, one column), three columns on a 1600 px page, one column on it.
+WIDTHS = (340, 500, 1500)
+HARD_CASES = {
+    "equal pairs ('39%39%')": ([0.39, 0.39, 0.1, 0.1, 0.01, 0.01], [0.39, 0.39, 0.1, 0.1, 0.01, 0.01]),
+    "tiny pairs ('<1%<1%')": ([0.997, 0.001, 0.001, 0.0005, 0.0003, 0.0002], [0.995, 0.001, 0.002, 0.001, 0.0005, 0.0005]),
+    "the attack": (CONFIDENT, FLAT),
+    "certain": ([1.0, 0.0, 0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+    "uniform": (UNIFORM, UNIFORM),
+}
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("case", list(HARD_CASES))
+def test_bar_labels_never_overlap_at_phone_or_projector_width(case, width):
+    clean, triggered = HARD_CASES[case]
+    for fig in (plots.option_bars(clean, triggered, predicted="A"), plots.option_bars(clean, predicted="A")):
+        boxes = label_boxes(fig, width, plots.HEIGHT)
+        assert len(boxes) == 6 * len(fig.data), "every bar carries its number"
+        for a in range(len(boxes)):
+            for b in range(a + 1, len(boxes)):
+                assert not _overlap(boxes[a][1], boxes[b][1]), f"{boxes[a][0]!r} runs into {boxes[b][0]!r} at {width} px"
+        for text, (x0, y0, x1, y1), where, bar in boxes:
+            assert y0 >= fig.layout.margin.t - 2, f"{text!r} rises into the legend at {width} px"
+            if where == "inside":
+                assert y1 - y0 + 2 * PAD <= bar, f"{text!r} does not fit inside its bar at {width} px"
+        assert all(size >= 14 for size in (t.textfont.size for t in fig.data)), "legible: at least 14 px"
+
+
+@pytest.mark.browser
+def test_bar_labels_do_not_overlap_when_plotly_draws_them():
+    """The same check on the text boxes plotly.js (the copy bundled with plotly.py) really draws in Chromium."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from test_browser import CHROMIUM_ARGS, chromium_path
+
+    if chromium_path() is None:
+        pytest.skip("no chromium on this machine (scripts/setup.sh --test installs Debian's)")
+    measure = "els => els.map(e => { const r = e.getBoundingClientRect(); return [e.textContent, r.left, r.top, r.right, r.bottom]; })"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            for width in (340, 1500):
+                page = browser.new_page(viewport={"width": width + 40, "height": 500})
+                for case, (clean, triggered) in HARD_CASES.items():
+                    fig = plots.option_bars(clean, triggered, predicted="A", title="probability of each option")
+                    fig.update_layout(width=width)
+                    page.set_content(fig.to_html(include_plotlyjs=True, full_html=True))
+                    page.wait_for_selector("g.trace.bars text")
+                    boxes = page.eval_on_selector_all("g.trace.bars text", measure)
+                    assert len(boxes) == 12, case
+                    for a in range(len(boxes)):
+                        for b in range(a + 1, len(boxes)):
+                            (ta, *ra), (tb, *rb) = boxes[a], boxes[b]
+                            assert not _overlap([v + 0.5 for v in ra[:2]] + [v - 0.5 for v in ra[2:]], rb), (
+                                f"{case}: {ta!r} runs into {tb!r} at {width} px")
+        finally:
+            browser.close()
