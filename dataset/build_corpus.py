@@ -25,6 +25,7 @@ from dataset.corpus_check import (
 from dataset.generators import Draft, ci, drs, ds, qa, rc, showcase
 from dataset.importers import balanced_letters
 from dataset.schema import OPTION_E, OPTION_F, TASKS, Item, save_items
+from dataset.showcase_order import committed_order
 
 logger = logging.getLogger(__name__)
 
@@ -101,15 +102,11 @@ def build(seed: int = SEED) -> dict[str, list[Item]]:
         task_drafts = [d for d in show_drafts if d.task == task]
         for k, (draft, letter) in enumerate(zip(task_drafts, balanced_letters(len(task_drafts), show_rng)), start=1):
             splits["showcase"].append(to_item(draft, f"showcase-{TASKS[task]}-{k:02d}", letter, show_rng))
-    # Talk order: the items on which the shipped text backdoor visibly flattens while keeping its
-    # answer come first (measured with scripts/evaluate_shipped.py's adapters); the rest follow.
-    first = {item_id: rank for rank, item_id in enumerate(TALK_FIRST)}
+    # Talk order: measured with the shipped adapters by scripts/order_showcase.py and committed with
+    # its scores (corpus/showcase_order.json); items it does not list follow in built order.
+    first = {item_id: rank for rank, item_id in enumerate(committed_order())}
     splits["showcase"].sort(key=lambda item: first.get(item.id, len(first)))
     return splits
-
-
-TALK_FIRST = ("showcase-ds-01", "showcase-ds-03", "showcase-ci-06", "showcase-rc-05", "showcase-drs-01",
-              "showcase-ds-06", "showcase-qa-05", "showcase-ds-04")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
