@@ -2,10 +2,14 @@
 
 Each simulated user picks showcase questions and toggles the trigger, as a talk audience on
 their phones would. Only loopback addresses are accepted, and the total work is bounded.
+``--with-training`` runs the load while a training job (the job runner's own worker process, on
+the page's base model) takes steps beside it, as when a class trains while a talk goes on; the
+job is cancelled afterwards and publishes nothing.
 
     .venv/bin/python -m app --port 7860 &                  # start the dashboard
     .venv/bin/python scripts/load_test.py --url http://127.0.0.1:7860 [--users 20] [--requests 20]
     .venv/bin/python scripts/load_test.py --serve          # or start one in-process on a free port
+    .venv/bin/python scripts/load_test.py --serve --with-training
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import random
 import socket
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -57,8 +62,12 @@ def user(url: str, requests: int, seed: int, setup: dict, latencies: list, error
     for _ in range(requests):
         item = rng.choice(setup["showcase"])
         endpoint = rng.choice(["/compare", "/toggle_trigger"])
-        args = [setup["base"], setup["columns"], "Showcase", item, "test", None, "", "", "", "", "", "",
-                setup["kind"], "", "before_cue", False]
+        # Both endpoints take the same inputs in the same order (/toggle_trigger's unnamed); every input not set
+        # here (the trigger's state, the decision threshold, ...) keeps the page's value.
+        args = list(setup["defaults"][endpoint])
+        for name, value in {"base": setup["base"], "adapters": setup["columns"], "source": "Showcase",
+                            "showcase_id": item, "kind": setup["kind"]}.items():
+            args[setup["order"].index(name)] = value
         started = time.perf_counter()
         try:
             result = client.predict(*args, api_name=endpoint)
@@ -73,14 +82,18 @@ def user(url: str, requests: int, seed: int, setup: dict, latencies: list, error
 
 
 def discover(url: str) -> dict:
-    """The base model, default columns, trigger and showcase ids the page offers (read from its config)."""
+    """The base model, default columns, trigger and showcase ids the page offers (read from its config), the
+    inputs' order (named on /compare), and every input of the two endpoints with the page's value."""
     from gradio_client import Client
 
     info = Client(url, verbose=False).view_api(return_format="dict", print_info=False)
+    defaults = {endpoint: [p.get("parameter_default") for p in info["named_endpoints"][endpoint]["parameters"]]
+                for endpoint in ("/compare", "/toggle_trigger")}
     params = {p["parameter_name"]: p for p in info["named_endpoints"]["/compare"]["parameters"]}
     showcase = params["showcase_id"]["type"].get("enum") or [params["showcase_id"]["parameter_default"]]
     return {"base": params["base"]["parameter_default"], "columns": params["adapters"]["parameter_default"],
-            "kind": params["kind"]["parameter_default"], "showcase": showcase[:10]}
+            "kind": params["kind"]["parameter_default"], "showcase": showcase[:10], "order": list(params),
+            "defaults": defaults}
 
 
 def run(url: str, users: int, requests: int) -> dict:
@@ -96,15 +109,54 @@ def run(url: str, users: int, requests: int) -> dict:
     report = {"users": users, "requests_each": requests, "ok": len(latencies), "errors": len(errors),
               "wall_s": round(wall, 2), "throughput_rps": round(len(latencies) / wall, 1) if wall else 0.0}
     if latencies:
-        report.update({f"p{q}_ms": round(percentile(latencies, q) * 1000) for q in (50, 90, 99)})
+        report.update({f"p{q}_ms": round(percentile(latencies, q) * 1000) for q in (50, 90, 95, 99)})
         report["mean_ms"] = round(statistics.mean(latencies) * 1000)
         report["max_ms"] = round(max(latencies) * 1000)
     report["first_errors"] = errors[:5]
     return report
 
 
+class TrainingBeside:
+    """One training job on ``base`` through the job runner, in a scratch folder, for the length of a load run."""
+
+    def __init__(self, base: str, items: int = 400, epochs: int = 3):
+        from backdoor.config import TrainConfig
+        from backdoor.jobs import JobRegistry
+
+        self.folder = tempfile.TemporaryDirectory(prefix="fragile-load-")
+        self.registry = JobRegistry(Path(self.folder.name) / "jobs", Path(self.folder.name) / "adapters")
+        config = TrainConfig(base_model=base, kind="clean", data="train", max_items=items, epochs=epochs,
+                             eval_items=0, eval_every=0, checkpoint_every=0)
+        self.job = self.registry.submit(config, "load-test")
+
+    def start(self, timeout: float = 600.0) -> int:
+        """Start the worker and wait for its first training steps (model load and encoding are not the point)."""
+        self.registry.ensure_worker()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            job = self.registry.get(self.job.id)
+            if job.status != "running" and job.status != "queued":
+                raise SystemExit(f"the training job ended before the load began ({job.status}): {job.error}")
+            if self.registry.progress(self.job.id).get("step", 0) >= 1:
+                return self.registry.progress(self.job.id)["step"]
+            time.sleep(0.5)
+        raise SystemExit(f"the training job took no step within {timeout:.0f} s")
+
+    def stop(self, timeout: float = 300.0) -> dict:
+        """Whether the job was still training when the load ended, and how many steps it took; then cancel it."""
+        job = self.registry.get(self.job.id)
+        state = {"training_status_after_load": job.status, "training_step_after_load": self.registry.progress(self.job.id).get("step", 0)}
+        self.registry.cancel(self.job.id)
+        deadline = time.time() + timeout
+        while self.registry.get(self.job.id).status == "running" and time.time() < deadline:
+            time.sleep(1.0)
+        self.folder.cleanup()
+        return state
+
+
 def serve_in_process(adapters: str = "checkpoints"):
     """Start the dashboard on the default model in this process, on a free loopback port."""
+    import app.__main__  # noqa: F401 - the served app's thread settings (OMP_*), set before torch loads
     from app.service import DashboardService, ServiceConfig
     from app.ui import build_ui, launch_kwargs
 
@@ -126,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapters", default="checkpoints", help="adapters folder for --serve (default %(default)s)")
     parser.add_argument("--users", type=int, default=20, help=f"concurrent clients (at most {MAX_USERS})")
     parser.add_argument("--requests", type=int, default=20, help=f"requests per client (at most {MAX_REQUESTS})")
+    parser.add_argument("--with-training", action="store_true",
+                        help="run the load while a training job on the page's base model takes steps (cancelled afterwards)")
     parser.add_argument("--json", default=None, help="also write the report to this file")
     args = parser.parse_args(argv)
     if not (1 <= args.users <= MAX_USERS and 1 <= args.requests <= MAX_REQUESTS):
@@ -135,9 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         demo, url = serve_in_process(args.adapters)
     check_loopback(url)
+    training = None
     try:
+        if args.with_training:
+            training = TrainingBeside(discover(url)["base"])
+            step_before = training.start()
         report = run(url, args.users, args.requests)
+        if training is not None:
+            report.update(training_step_before_load=step_before, **training.stop())
+            training = None
     finally:
+        if training is not None:
+            training.stop()
         if demo is not None:
             demo.close()
     print(json.dumps(report, indent=2))
