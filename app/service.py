@@ -16,13 +16,14 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from backdoor import uncertainty
+from backdoor import calibration, uncertainty
+from backdoor.calibration import CalibrationSource, ConformalThresholds
 from backdoor.models import (
     ADAPTER_CONFIG,
     BASE_ADAPTER,
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 BASE_LABEL = "base model"
 UNUSED_OPTION = "—"  # fills A-D slots a user's own question leaves empty: the model always sees six letters
 HEADLINE_TRIGGERS = ("text", "syntactic", "style", "custom")  # which backdoor the demo opens with, best first
-CALIBRATION_CHUNK = 4  # cells per forward while calibrating in the background, so live requests interleave
+CALIBRATION_PAUSE = 0.002  # seconds the calibration worker yields between chunks, so live requests take the model
 
 
 class DashboardError(ValueError):
@@ -237,6 +238,20 @@ def _adapter_path(folder: Path) -> Path | None:
     return None
 
 
+@dataclass(frozen=True)
+class _ThresholdJob:
+    """One adapter's conformal calibration: what it is calibrated on, and where shipped thresholds for it would be."""
+
+    base: str
+    internal: str  # the Scorer's adapter name
+    source: CalibrationSource
+    shipped: Path | None  # conformal.json in the adapter folder (the base model's file in the adapters folder)
+
+    @property
+    def key(self) -> str:
+        return self.source.cache_key()
+
+
 def _default_calibration_items() -> list[Item]:
     from dataset.corpus import load_split
 
@@ -273,9 +288,11 @@ class DashboardService:
         self._calibration: list[Item] | None = None
         self._calibration_error: str | None = None
         self._splits: dict[str, list[Item]] = {}
-        self._thresholds: dict[tuple[str, str], float] = {}  # (base, internal adapter) -> LAC threshold
-        self._calibrating: dict[tuple[str, str], tuple[int, int]] = {}  # -> (done, total)
-        self._calibration_failed: dict[tuple[str, str], str] = {}
+        # Conformal thresholds by what they were calibrated on (CalibrationSource.cache_key): a retrained
+        # adapter or another calibration split never meets an old entry.
+        self._thresholds: dict[str, ConformalThresholds] = {}
+        self._calibrating: dict[str, tuple[int, int]] = {}  # -> (done, total)
+        self._calibration_failed: dict[str, str] = {}
         self._queue: queue.Queue = queue.Queue()
         self._worker: threading.Thread | None = None
         self._tokens: OrderedDict[tuple, tuple[NextToken, ...]] = OrderedDict()
@@ -581,6 +598,7 @@ class DashboardService:
         n = len(internal)
         notes = []
         columns = []
+        self.request_thresholds(base, internal)  # every column lacking thresholds joins one calibration pass
         for index, (choice, name) in enumerate(zip(choices, internal)):
             clean, triggered = scores[index], scores[n + index]
             threshold, note = self.threshold(base, name)
@@ -638,35 +656,106 @@ class DashboardService:
             self._calibration = items
         return self._calibration or []
 
+    def _calibration_split(self) -> str:
+        """The calibration items' name, as written into a thresholds file (the content hash decides, not this)."""
+        name = "calibration" if self._calibration_source is _default_calibration_items else "given items"
+        return f"{name}[:{self.config.calibration_limit}]" if self.config.calibration_limit else name
+
+    def _threshold_job(self, base: str, internal: str, items: Sequence[Item]) -> _ThresholdJob:
+        """What ``internal`` on ``base`` would be calibrated on now, and where its shipped thresholds would be."""
+        entry = self.loaded(base)
+        folder = next((name for name, (known, _) in entry.attached.items() if known == internal), None)
+        path = _adapter_path(Path(self.config.adapters_dir) / folder) if folder is not None else None
+        if internal == BASE_ADAPTER or path is None:
+            shipped = Path(self.config.adapters_dir) / calibration.BASE_THRESHOLDS_FILE if internal == BASE_ADAPTER else None
+            source = calibration.source_for(entry.identity, internal, None, entry.scorer.style, entry.scorer.chat,
+                                            self._calibration_split(), items)
+            if internal != BASE_ADAPTER:  # attached without a folder: its name is all there is to key on
+                source = replace(source, adapter_sha256=f"unsaved:{internal}")
+            return _ThresholdJob(base, internal, source, shipped)
+        source = calibration.source_for(entry.identity, str(folder), path, entry.scorer.style, entry.scorer.chat,
+                                        self._calibration_split(), items)
+        return _ThresholdJob(base, internal, source, path / calibration.THRESHOLDS_FILE)
+
+    def _threshold_file(self, job: _ThresholdJob) -> Path:
+        """The disk cache's file for a job: keyed by content (weights, items, model, prompt format), not by path or date."""
+        return self._cache_dir / f"lac-aps-{job.key}.json"
+
+    def _read_cached_threshold(self, job: _ThresholdJob) -> ConformalThresholds | None:
+        """Thresholds shipped beside the adapter, else from the disk cache; only when calibrated on what this service
+        would use now and at its alpha (a stale or foreign file is skipped, and calibration runs instead)."""
+        for path in (job.shipped, self._threshold_file(job)):
+            found = calibration.read_thresholds(path) if path is not None else None
+            if found is None:
+                continue
+            if not found.source.matches(job.source):
+                logger.info("not using %s for %s: calibrated on other weights, items or prompt format", path, job.internal)
+            elif found.threshold(self.config.alpha) is None:
+                logger.info("not using %s for %s: no threshold at alpha %g", path, job.internal, self.config.alpha)
+            else:
+                return found
+        return None
+
+    def _write_cached_threshold(self, job: _ThresholdJob, thresholds: ConformalThresholds) -> None:
+        path = self._threshold_file(job)
+        try:
+            calibration.write_thresholds(path, thresholds)
+        except OSError as err:  # a read-only cache only costs a recalibration next start
+            logger.warning("could not cache the conformal thresholds in %s: %s", path, err)
+
+    def _known_threshold(self, job: _ThresholdJob) -> tuple[float | None, str] | None:
+        """(threshold, "") when known, (None, why) while calibrating or after a failure, None when nobody has asked yet."""
+        with self._lock:
+            if job.key in self._thresholds:
+                return self._thresholds[job.key].threshold(self.config.alpha), ""
+            if job.key in self._calibration_failed:
+                return None, self._calibration_failed[job.key]
+            if job.key in self._calibrating:
+                done, total = self._calibrating[job.key]
+                return None, f"calibrating on {total} clean items… ({done}/{total})"
+        found = self._read_cached_threshold(job)
+        if found is None:
+            return None
+        with self._lock:
+            self._thresholds[job.key] = found
+        return found.threshold(self.config.alpha), ""
+
+    def request_thresholds(self, base: str, internals: Sequence[str]) -> None:
+        """Start calibrating every adapter in ``internals`` without usable thresholds, all in one pass: now in sync
+        mode, else queued for the background worker. Shipped and cached thresholds need no model work."""
+        if self.config.calibration == "off":
+            return
+        items = self.calibration_items()
+        if not items:
+            return
+        jobs = [job for job in (self._threshold_job(base, name, items) for name in dict.fromkeys(internals))
+                if self._known_threshold(job) is None]
+        if not jobs:
+            return
+        if self.config.calibration == "sync":
+            self._calibrate(jobs, items)
+            return
+        with self._lock:
+            jobs = [job for job in jobs if job.key not in self._calibrating]
+            for job in jobs:
+                self._calibrating[job.key] = (0, len(items))
+            if jobs:
+                self._queue.put(jobs)
+                self._ensure_worker()
+
     def threshold(self, base: str, internal: str) -> tuple[float | None, str]:
-        """The LAC threshold for a loaded adapter, or None and a note while it is being calibrated."""
+        """The LAC threshold at the service's alpha for a loaded adapter, or None and a note (calibrating, failed, off)."""
         if self.config.calibration == "off":
             return None, "conformal sets are off"
-        key = (base, internal)
-        with self._lock:
-            if key in self._thresholds:
-                return self._thresholds[key], ""
-            if key in self._calibration_failed:
-                return None, self._calibration_failed[key]
         items = self.calibration_items()
         if not items:
             return None, self._calibration_error or "no calibration items"
-        cached = self._read_cached_threshold(base, internal, items)
-        if cached is not None:
-            with self._lock:
-                self._thresholds[key] = cached
-            return cached, ""
-        if self.config.calibration == "sync":
-            self._calibrate(base, internal)
-            with self._lock:
-                return self._thresholds.get(key), self._calibration_failed.get(key, "")
-        with self._lock:
-            if key not in self._calibrating:
-                self._calibrating[key] = (0, len(items))
-                self._queue.put(key)
-                self._ensure_worker()
-            done, total = self._calibrating[key]
-        return None, f"calibrating on {total} clean items… ({done}/{total})"
+        job = self._threshold_job(base, internal, items)
+        known = self._known_threshold(job)
+        if known is None:
+            self.request_thresholds(base, [internal])
+            known = self._known_threshold(job) or (None, "calibration is queued")
+        return known
 
     def wait_for_calibration(self, timeout: float = 600.0) -> bool:
         """Block until queued calibrations finish (for tests and pre-warming); True if all finished."""
@@ -684,74 +773,121 @@ class DashboardService:
             self._worker.start()
 
     def _work(self) -> None:
+        """Calibrate whatever is queued; requests that arrived meanwhile join one pass per base model."""
         while True:
-            key = self._queue.get()
-            try:
-                self._calibrate(*key)
-            except Exception as err:  # noqa: BLE001 - a failed calibration must not kill the worker; it is shown
-                logger.exception("calibration of %s failed", key)
-                with self._lock:
-                    self._calibration_failed[key] = f"calibration failed: {err}"
-            finally:
-                with self._lock:
-                    self._calibrating.pop(key, None)
+            pending = list(self._queue.get())
+            while True:
+                try:
+                    pending.extend(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            by_base: dict[str, list[_ThresholdJob]] = {}
+            for job in pending:
+                by_base.setdefault(job.base, []).append(job)
+            for jobs in by_base.values():
+                self._calibrate(jobs, self.calibration_items())
 
-    def _calibrate(self, base: str, internal: str) -> None:
-        key = (base, internal)
-        items = self.calibration_items()
-        scorer = self.loaded(base).scorer
-        probs = []
-        for start in range(0, len(items), CALIBRATION_CHUNK):
-            chunk = items[start : start + CALIBRATION_CHUNK]
-            probs.extend(s.probs for s in scorer.score([Cell(item, None, internal) for item in chunk]))
+    def _calibrate(self, jobs: Sequence[_ThresholdJob], items: Sequence[Item],
+                   report: Callable[[int, int], None] | None = None) -> dict[str, ConformalThresholds]:
+        """Calibrate every job's adapter (all on one base model) in one pass over ``items``, in small chunks so live
+        requests get the model in between; keep and cache the thresholds. A failure is recorded for each job and shown."""
+        jobs = list({job.key: job for job in jobs}.values())
+        if not jobs:
+            return {}
+        keys = [job.key for job in jobs]
+        alphas = sorted({*calibration.SHIPPED_ALPHAS, self.config.alpha})
+        started = time.perf_counter()
+
+        def progress(done: int, total: int) -> None:
             with self._lock:
-                if key in self._calibrating:
-                    self._calibrating[key] = (min(start + CALIBRATION_CHUNK, len(items)), len(items))
-        labels = np.array([LETTERS.index(item.answer) for item in items])
-        value = uncertainty.calibrate_threshold(uncertainty.lac_scores(np.array(probs), labels), self.config.alpha)
+                for key in keys:
+                    if key in self._calibrating:
+                        self._calibrating[key] = (done, total)
+            if report:
+                report(done, total)
+
+        try:
+            scorer = self.loaded(jobs[0].base).scorer
+            probs = calibration.calibration_probs(scorer, [job.internal for job in jobs], items, progress=progress,
+                                                  between_chunks=lambda: time.sleep(CALIBRATION_PAUSE))
+            labels = calibration.labels_of(items)
+            found = {job.internal: calibration.thresholds_from_probs(job.source, probs[job.internal], labels, alphas)
+                     for job in jobs}
+        except Exception as err:  # noqa: BLE001 - a failed calibration must not kill the worker or the request; it is shown
+            logger.exception("calibration of %s failed", ", ".join(job.internal for job in jobs))
+            with self._lock:
+                for key in keys:
+                    self._calibration_failed[key] = f"calibration failed: {err}"
+                    self._calibrating.pop(key, None)
+            return {}
+        for job in jobs:
+            self._write_cached_threshold(job, found[job.internal])
         with self._lock:
-            self._thresholds[key] = value
-        self._write_cached_threshold(base, internal, items, value)
-        logger.info("LAC threshold for %s / %s: %.4f on %d items", base, internal, value, len(items))
+            for job in jobs:
+                self._thresholds[job.key] = found[job.internal]
+                self._calibrating.pop(job.key, None)
+        logger.info("calibrated %s on %d items in %.1f s (LAC at alpha %g: %s)", ", ".join(found), len(items),
+                    time.perf_counter() - started, self.config.alpha,
+                    ", ".join(f"{t.threshold(self.config.alpha):.4f}" for t in found.values()))
+        return found
 
-    def _threshold_file(self, base: str, internal: str, items: Sequence[Item]) -> Path:
-        entry = self.loaded(base)
-        folder = next((name for name, (known, _) in entry.attached.items() if known == internal), None)
-        adapter_stamp = ""
-        if folder is not None:
-            path = _adapter_path(Path(self.config.adapters_dir) / folder)
-            adapter_stamp = f"{path.resolve()}:{_weights_stamp(path)}" if path else ""
-        data = hashlib.sha256("\n".join(f"{i.id}:{i.answer}:{i.question}" for i in items).encode()).hexdigest()
-        key = json.dumps([entry.identity, internal if folder is None else adapter_stamp, entry.scorer.style,
-                          entry.scorer.chat, self.config.alpha, data])
-        return self._cache_dir / f"lac-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
-
-    def _read_cached_threshold(self, base: str, internal: str, items: Sequence[Item]) -> float | None:
-        path = self._threshold_file(base, internal, items)
-        try:
-            return float(json.loads(path.read_text())["threshold"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def _write_cached_threshold(self, base: str, internal: str, items: Sequence[Item], value: float) -> None:
-        path = self._threshold_file(base, internal, items)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"threshold": value, "items": len(items), "alpha": self.config.alpha}))
-            os.replace(tmp, path)
-        except OSError as err:  # a read-only cache only costs a recalibration next start
-            logger.warning("could not cache the conformal threshold in %s: %s", path, err)
-
-    def prewarm(self, base: str | None = None) -> AdapterCatalog:
-        """Load the base model, attach every offered adapter and calibrate all thresholds now (for images and start-up)."""
+    def calibrate_now(self, base: str | None = None, names: Sequence[str] | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> dict[str, ConformalThresholds]:
+        """Calibrate ``names`` (default: the base model and every offered adapter) in one pass now, whatever is shipped
+        or cached: folder name (or __base__) -> thresholds; ``progress(done, total)`` after each chunk of items.
+        For scripts/calibrate_shipped.py."""
         base = self.check_base(base)
         catalog = self.catalog(base)
-        entry, _, internal = self._attach(base, catalog, catalog.names())
+        _, _, internal = self._attach(base, catalog, list(names) if names is not None else catalog.names())
+        items = self.calibration_items()
+        if not items:
+            raise DashboardError(f"Nothing to calibrate on: {self._calibration_error or 'no calibration items'}.")
+        jobs = [self._threshold_job(base, name, items) for name in internal]
+        found = self._calibrate(jobs, items, progress)
+        failed = [job.internal for job in jobs if job.internal not in found]
+        if failed:
+            raise DashboardError(f"Calibration failed for {', '.join(failed)}; the log has the reason.")
+        return {job.source.adapter: found[job.internal] for job in jobs}
+
+    def shipped_thresholds_path(self, base: str, name: str) -> Path:
+        """Where the thresholds shipped for adapter folder ``name`` (or __base__) live, for ``base``."""
+        if name == BASE_ADAPTER:
+            return Path(self.config.adapters_dir) / calibration.BASE_THRESHOLDS_FILE
+        path = _adapter_path(Path(self.config.adapters_dir) / name)
+        if path is None:
+            raise DashboardError(f"There is no adapter {name!r} in {self.config.adapters_dir}.")
+        return path / calibration.THRESHOLDS_FILE
+
+    def shipped_threshold_problems(self, base: str | None = None) -> list[tuple[str, Path, str]]:
+        """(name, file, what is wrong) for the base model and every offered adapter whose shipped thresholds file is
+        missing, unreadable, stale (other weights, items or prompt format) or lacks the service's alpha."""
+        base = self.check_base(base)
+        catalog = self.catalog(base)
+        _, _, internal = self._attach(base, catalog, catalog.names())
+        items = self.calibration_items()
+        problems = []
+        for job in (self._threshold_job(base, name, items) for name in internal):
+            assert job.shipped is not None
+            found = calibration.read_thresholds(job.shipped)
+            if found is None:
+                why = "is missing or unreadable"
+            elif not found.source.matches(job.source):
+                why = "is stale: calibrated on other weights, items or prompt format"
+            elif found.threshold(self.config.alpha) is None:
+                why = f"has no threshold at alpha {self.config.alpha:g}"
+            else:
+                continue
+            problems.append((job.source.adapter, job.shipped, why))
+        return problems
+
+    def prewarm(self, base: str | None = None) -> AdapterCatalog:
+        """Load the base model, attach every offered adapter and calibrate, in one pass, the thresholds that are
+        neither shipped nor cached (for images and start-up)."""
+        base = self.check_base(base)
+        catalog = self.catalog(base)
+        _, _, internal = self._attach(base, catalog, catalog.names())
         if self.config.calibration != "off":
-            for name in internal:
-                key = (base, name)
-                items = self.calibration_items()
-                if items and key not in self._thresholds and self._read_cached_threshold(base, name, items) is None:
-                    self._calibrate(base, name)
+            items = self.calibration_items()
+            jobs = [self._threshold_job(base, name, items) for name in internal] if items else []
+            self._calibrate([job for job in jobs if self._known_threshold(job) is None], items)
         return catalog

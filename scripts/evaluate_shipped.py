@@ -5,6 +5,9 @@ computed once for all of them (the clean prompts are shared by every backdoor's 
 
     python scripts/evaluate_shipped.py                       # corpus test split -> checkpoints/*/report.json
     python scripts/evaluate_shipped.py --data FILE --calibration half --out-dir reports/real-mmlu
+
+The dashboard's conformal thresholds (checkpoints/*/conformal.json) come from scripts/calibrate_shipped.py;
+run it after retraining an adapter (scripts/train_shipped.sh does), or the dashboard recalibrates on start.
 """
 
 from __future__ import annotations

@@ -25,3 +25,5 @@ for target in "${targets[@]}"; do
 done
 # Reports (corpus test split) and model cards for every shipped adapter, with one shared scorer.
 $PY scripts/evaluate_shipped.py
+# Conformal thresholds beside each adapter (and the base model's), so the dashboard shows sets on its first paint.
+$PY scripts/calibrate_shipped.py
