@@ -102,6 +102,7 @@ def option_bars(
     letters: Sequence[str] = ("A", "B", "C", "D", "E", "F"),
     option_texts: Sequence[str] | None = None,
     predicted: str | None = None,
+    y_title: str = "probability",
 ) -> go.Figure:
     """Grouped bars of the option distribution without (blue) and, if given, with the trigger (vermillion, hatched).
 
@@ -125,9 +126,16 @@ def option_bars(
         if triggered is not None:
             bars.update(_upright_labels(values))
         data.append(bars)
-    return _figure(data, _layout(title, y_title="probability"))
+    layout = _layout(title, y_title=y_title)
+    # Room for two upright numbers over each option down to a 296 px plot (a 360 px phone): wide bars, and
+    # the axis title and ticks close to the axis.
+    layout["bargap"] = OPTION_BARGAP
+    layout["yaxis"].update(title={"text": y_title, "font": {"size": FONT_SIZE - 2}, "standoff": 4},
+                           tickfont={"size": FONT_SIZE - 2})
+    return _figure(data, layout)
 
 
+OPTION_BARGAP = 0.08
 PAIR_LABEL_SIZE = FONT_SIZE - 4  # the uniformtext minimum: every number on the bars at one size
 INSIDE_FROM = 0.5  # with both series shown, a bar at least this tall carries its number inside
 

@@ -204,8 +204,8 @@ def _overlap(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-# Plot widths: a phone (390 px page, one column), three columns on a 1600 px page, one column on it.
-WIDTHS = (340, 500, 1500)
+# Plot widths measured on the page: 360 px and 390 px phones (one column), three columns and one column at 1600 px.
+WIDTHS = (296, 326, 500, 1500)
 HARD_CASES = {
     "equal pairs ('39%39%')": ([0.39, 0.39, 0.1, 0.1, 0.01, 0.01], [0.39, 0.39, 0.1, 0.1, 0.01, 0.01]),
     "tiny pairs ('<1%<1%')": ([0.997, 0.001, 0.001, 0.0005, 0.0003, 0.0002], [0.995, 0.001, 0.002, 0.001, 0.0005, 0.0005]),
@@ -234,7 +234,8 @@ def test_bar_labels_never_overlap_at_phone_or_projector_width(case, width):
 
 @pytest.mark.browser
 def test_bar_labels_do_not_overlap_when_plotly_draws_them():
-    """The same check on the text boxes plotly.js (the copy bundled with plotly.py) really draws in Chromium."""
+    """The same check on the text boxes plotly.js (the copy bundled with plotly.py) really draws in Chromium, with
+    the legend's entries too (on a phone it wraps to two rows; it once ran into the figure's title)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     from test_browser import CHROMIUM_ARGS, chromium_path
 
@@ -244,15 +245,15 @@ def test_bar_labels_do_not_overlap_when_plotly_draws_them():
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
-            for width in (340, 1500):
+            for width in (296, 326, 1500):  # plots on a 360 px and a 390 px phone; one column at 1600 px
                 page = browser.new_page(viewport={"width": width + 40, "height": 500})
                 for case, (clean, triggered) in HARD_CASES.items():
-                    fig = plots.option_bars(clean, triggered, predicted="A", title="probability of each option")
+                    fig = plots.option_bars(clean, triggered, predicted="A", y_title="probability of each option")
                     fig.update_layout(width=width)
                     page.set_content(fig.to_html(include_plotlyjs=True, full_html=True))
                     page.wait_for_selector("g.trace.bars text")
-                    boxes = page.eval_on_selector_all("g.trace.bars text", measure)
-                    assert len(boxes) == 12, case
+                    boxes = page.eval_on_selector_all("g.trace.bars text, g.legend g.traces, .gtitle", measure)
+                    assert len(boxes) == 12 + 2, case
                     for a in range(len(boxes)):
                         for b in range(a + 1, len(boxes)):
                             (ta, *ra), (tb, *rb) = boxes[a], boxes[b]
