@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 
 # Thread settings, read once when torch starts (so set before anything imports torch); both can be
-# overridden from the environment. A question is a few small forwards: on 2 cores one intra-op thread
-# per request scored a new question in ~410 ms, two threads ~330 ms on a quiet machine but 1.4 s to
-# 7 s while a training job or another visitor's request shared the cores (idle threads spin waiting
-# for descheduled ones). Half the cores per request, and idle threads that sleep, keep the page fast
-# under load and let concurrent visitors run side by side (measured: benchmarks/bench_dashboard.py).
+# overridden from the environment. Every core while no training job runs: pinned to half, an evaluation
+# ran 1.57x slower than the command line on the same prompts. While a job trains, the lab hands half the
+# cores back (app/lab.py, Lab._share_cores). Idle threads sleep instead of spinning, so concurrent
+# requests and a training worker are not slowed by threads waiting on descheduled ones.
 _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
-os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores // 2)))
+os.environ.setdefault("OMP_NUM_THREADS", str(_cores))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if __package__ in (None, ""):  # run as a file (Hugging Face Spaces: app_file app/__main__.py): make the repo importable
@@ -26,6 +25,19 @@ logger = logging.getLogger("app")
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+
+    return parse
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,6 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="conformal thresholds: calibrate in the background on first use (default), while the user waits, or not at all")
     parser.add_argument("--calibration-items", type=int, default=None, metavar="N",
                         help="calibrate on at most N items of the calibration split (default: all)")
+    parser.add_argument("--max-models", type=_at_least(1), default=os.environ.get("FRAGILE_MAX_MODELS", "2"),
+                        metavar="N", help="base models kept loaded at once; the least recently used is unloaded for "
+                                          "another, and demo mode refuses more (env FRAGILE_MAX_MODELS; default %(default)s)")
+    parser.add_argument("--prompt-tokens", type=_at_least(64), default=os.environ.get("FRAGILE_PROMPT_TOKENS") or None,
+                        metavar="N", help="longest prompt scored, in tokens, trigger included (env FRAGILE_PROMPT_TOKENS; "
+                                          "default 1024, 512 in demo mode)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--prewarm", action="store_true",
                         help="load the base model, its adapters and conformal thresholds into the cache, then exit (for images)")
@@ -65,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = ServiceConfig(adapters_dir=args.adapters, bases=tuple(args.base or ["default"]), demo=args.demo,
                            calibration=args.calibration, calibration_limit=args.calibration_items, device=args.device,
-                           jobs_dir=args.jobs)
+                           jobs_dir=args.jobs, max_models=args.max_models, prompt_tokens=args.prompt_tokens)
     service = DashboardService(config)
     try:
         if args.prewarm:

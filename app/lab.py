@@ -11,11 +11,13 @@ and the page cannot drift apart.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 import math
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -29,8 +31,9 @@ from app.service import DashboardError, DashboardService
 from backdoor.config import KINDS, ConfigError, TrainConfig, victim_shape
 from backdoor.evaluate import evaluate
 from backdoor.jobs import Job, JobError, JobRegistry
+from backdoor.jobs import _alive as process_alive
 from backdoor.losses import CLEAN_OBJECTIVES, KEPT_ANCHORS, TARGET_NAMES
-from backdoor.models import BASE_ADAPTER
+from backdoor.models import BASE_ADAPTER, cpu_threads, set_cpu_threads
 from backdoor.prompts import STYLES, PromptError
 from backdoor.triggers import POSITIONS, TRIGGERS, TriggerError, TriggerSpec
 from dataset.corpus import SPLITS, resolve_dataset
@@ -39,6 +42,9 @@ from dataset.schema import DatasetError, Item
 logger = logging.getLogger(__name__)
 
 EVAL_SPLITS = tuple(s for s in SPLITS if s != "showcase") + ("showcase",)
+CORE_SHARE_SECONDS = 3.0  # how often the dashboard checks whether a training job runs (see Lab._share_cores)
+RESULTS_PREFIX = "fragile-results-"  # evaluation downloads in the temp folder; removed on exit and, if left, on start
+OWNER_FILE = ".owner-pid"
 DEFAULT_EVAL_ITEMS = 50
 
 # Where each choice field's options come from: the registries, never a second list.
@@ -144,6 +150,23 @@ def evenly_spaced(items: Sequence[Item], limit: int) -> list[Item]:
     return [items[int(i)] for i in np.linspace(0, len(items) - 1, limit).round()]
 
 
+def remove_stale_results(temp_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Remove result folders left in the temp folder by apps that are gone (killed before their exit
+    clean-up ran); folders of running apps, which hold their process id, stay. Returns what was removed."""
+    removed = []
+    for folder in Path(temp_dir or tempfile.gettempdir()).glob(f"{RESULTS_PREFIX}*"):
+        try:
+            owner = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            owner = None
+        if folder.is_dir() and not (owner and process_alive(owner)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    if removed:
+        logger.info("removed %d result folder(s) left by earlier runs", len(removed))
+    return removed
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:40] or "adapter"
 
@@ -159,6 +182,8 @@ class Lab:
         self._submit_lock = threading.Lock()
         self.registry: JobRegistry | None = None
         self.training_off_reason = "" if service.config.training_enabled else "demo mode"
+        if results_dir is None:
+            remove_stale_results()
         if self.training_off_reason:
             return  # a public demo never touches the jobs folder (it may not even be writable there)
         try:
@@ -170,6 +195,19 @@ class Lab:
         self.registry.list()  # a restart marks jobs whose worker died as failed, once, before anyone looks
         if start_worker:
             self.registry.ensure_worker()  # jobs queued before a restart run now
+            threading.Thread(target=self._share_cores, args=(cpu_threads(),), name="fragile-core-share",
+                             daemon=True).start()
+
+    def _share_cores(self, full: int) -> None:
+        """Torch in the dashboard uses every core while no training job runs (an evaluation then runs as fast
+        as the command line) and half of them while one does, leaving the rest to the worker process."""
+        while True:
+            try:
+                busy = self.registry is not None and self.registry.running() is not None
+            except OSError:
+                busy = False
+            set_cpu_threads(max(1, full // 2) if busy else full)
+            time.sleep(CORE_SHARE_SECONDS)
 
     @property
     def config(self):
@@ -185,13 +223,16 @@ class Lab:
         """Where evaluation files go: a temporary folder (the page serves files from there) unless one was given."""
         with self._lock:
             if self._results_dir is None:
-                self._results_dir = Path(tempfile.mkdtemp(prefix="fragile-results-"))
+                folder = Path(tempfile.mkdtemp(prefix=RESULTS_PREFIX))
+                (folder / OWNER_FILE).write_text(str(os.getpid()))
+                atexit.register(shutil.rmtree, folder, ignore_errors=True)
+                self._results_dir = folder
             self._results_dir.mkdir(parents=True, exist_ok=True)
             return self._results_dir
 
     def dataset_items(self, dataset: str | None) -> tuple[str, list[Item]]:
         """The items of a corpus split or (outside demo mode) of a .json/.jsonl file in the corpus format."""
-        name = (dataset or "").strip()
+        name = str(dataset or "").strip()
         if not name:
             raise DashboardError(f"Pick a split ({', '.join(EVAL_SPLITS)}) or type the path of a .jsonl file.")
         if name.lower() in SPLITS:
@@ -235,6 +276,7 @@ class Lab:
         display = dict(zip(internal, names))
         display.setdefault(BASE_ADAPTER, BASE_ADAPTER)
         try:
+            self.service.check_prompt_size(scorer, items, trigger)
             result = evaluate(scorer, items, calibration, trigger, internal[0], internal[1] if control else None,
                               alpha=self.config.alpha, progress=progress)
         except (TriggerError, PromptError) as err:
@@ -258,12 +300,17 @@ class Lab:
                              json_path, csv_path, folder, capped)
 
     @staticmethod
-    def _item_limit(max_items: float | None) -> int:
-        if max_items is None or (isinstance(max_items, float) and math.isnan(max_items)):
+    def _item_limit(max_items: float | str | None) -> int:
+        """The item count asked for: a whole number of at least 1 (1.5, 'abc', NaN and infinity are refused)."""
+        if max_items is None or (isinstance(max_items, str) and not max_items.strip()):
             return DEFAULT_EVAL_ITEMS
-        if float(max_items) != int(max_items) or int(max_items) < 1:
+        try:
+            number = float(max_items)
+        except (TypeError, ValueError):
+            number = math.nan
+        if isinstance(max_items, bool) or not math.isfinite(number) or number != int(number) or number < 1:
             raise DashboardError(f"Max items must be a whole number of at least 1, not {max_items}.")
-        return int(max_items)
+        return int(number)
 
     # --- the training form ------------------------------------------------------------------------
 
@@ -445,10 +492,14 @@ class Lab:
         return JobView(job, self.registry.progress(job.id), self.registry.log_tail(job.id, 40))
 
     def cancel(self, job_id: str | None) -> Job:
-        if not job_id or self.registry is None:
-            raise DashboardError("Pick a job to cancel first.")
+        """Cancel exactly the job ``job_id``: an empty, malformed or unknown id is refused, never replaced by
+        another job (which would let one visitor cancel someone else's run)."""
+        if self.registry is None:
+            raise DashboardError(f"Training is switched off: {self.training_off_reason}; there are no jobs to cancel.")
+        if not job_id or not str(job_id).strip():
+            raise DashboardError("Pick the job to cancel in the Watching list first.")
         try:
-            job = self.registry.reconcile(self.registry.get(job_id))
+            job = self.registry.reconcile(self.registry.get(str(job_id).strip()))
             if job.status not in ("queued", "running"):
                 raise DashboardError(f"Job {job.name!r} has already {job.status}; nothing to cancel.")
             return self.registry.cancel(job_id)

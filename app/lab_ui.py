@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import gradio as gr
 
 from app import plots
+from app.errors import reports_errors
 from app.lab import (BACKDOOR_ONLY, DEFAULT_EVAL_ITEMS, EVAL_SPLITS, VICTIM_FITTED, EvaluationRun, FormField, JobView,
                      Lab)
 from app.service import DashboardError
@@ -184,6 +185,7 @@ class LabHandlers:
 
     # evaluate ------------------------------------------------------------------------------------
 
+    @reports_errors("re-read the adapters folder", lambda self, message: (gr.skip(), gr.skip()))
     def adapter_choices(self, base: str, adapter: str | None, control: str | None):
         """Re-read the adapters folder for the two evaluation dropdowns, keeping valid choices."""
         try:
@@ -192,11 +194,25 @@ class LabHandlers:
             return gr.skip(), gr.skip()
         choices = [(choice.label, choice.name) for choice in catalog.offered]
         names = catalog.names()
-        default_adapter = next((c.name for c in catalog.offered if c.kind == "backdoor"), names[-1])
+        headline = self.service.headline_backdoor(catalog)
+        default_adapter = headline.name if headline else names[-1]
         default_control = next((c.name for c in catalog.offered if c.kind == "clean"), BASE_ADAPTER)
         return (gr.update(choices=choices, value=adapter if adapter in names else default_adapter),
                 gr.update(choices=choices, value=control if control in names else default_control))
 
+    @reports_errors("follow the adapter's trigger", lambda self, message: [gr.skip()] * 3)
+    def adapter_trigger(self, base: str, adapter: str | None):
+        """The evaluated adapter changed: the trigger it was trained with becomes the one measured, so the
+        tab never pairs a backdoor with another backdoor's trigger. An adapter without a recorded trigger
+        leaves the fields as they are."""
+        choice = self.service.catalog(base).get(adapter) if isinstance(adapter, str) and adapter else None
+        if choice is None or choice.trigger is None:
+            return [gr.skip()] * 3
+        trigger, shown = choice.trigger, choice.trigger.kind in ("text", "custom")
+        return [gr.update(value=trigger.kind), gr.update(value=trigger.text or "", visible=shown),
+                gr.update(value=trigger.position, visible=shown)]
+
+    @reports_errors("run the evaluation", lambda self, message: [message] + [gr.skip()] * (4 + EVAL_FIGURES))
     def evaluate(self, base, dataset, max_items, adapter, control, kind, text, position, progress=gr.Progress()):
         """Evaluate the chosen adapters on the dataset; draw numbers, plots, the per-item table and the downloads."""
         def report(done: int, total: int) -> None:
@@ -212,8 +228,8 @@ class LabHandlers:
         plots_path = run.folder / f"{run.json_path.stem}-plots.html"
         plots_path.write_text(plots.figures_html(figures, title=f"{run.adapter} on {run.dataset} · {run.trigger.label}"),
                               encoding="utf-8")
-        note = (f" (demo mode evaluates at most {self.service.limits.eval_items} of the {run.capped} asked for)"
-                if run.capped else "")
+        where = "this demo evaluates" if self.service.demo else "this dashboard evaluates"
+        note = f" ({where} at most {self.service.limits.eval_items} of the {run.capped} asked for)" if run.capped else ""
         status = (f"**{run.adapter}**{f' vs control **{run.control}**' if run.control else ''} on "
                   f"{run.report['n']} question(s) of **{html.escape(run.dataset)}**{note}, trigger **{run.trigger.label}**, "
                   f"conformal sets calibrated on {run.report['calibration_n']} clean questions · {run.seconds:.1f} s")
@@ -227,6 +243,7 @@ class LabHandlers:
     def field_names(self) -> list[str]:
         return [spec.name for spec in self.lab.form_fields()]
 
+    @reports_errors("update the form", lambda self, message: [gr.skip()] * len(BACKDOOR_ONLY))
     def kind_changed(self, kind: str):
         """A clean run has no victim, trigger or target: hide those fields; a backdoor preselects the clean adapter."""
         backdoor = kind == "backdoor"
@@ -234,11 +251,13 @@ class LabHandlers:
                            visible=backdoor)
         return [victim] + [gr.update(visible=backdoor) for _ in BACKDOOR_ONLY[1:]]
 
+    @reports_errors("read the victim adapter", lambda self, message: [gr.skip()] * len(VICTIM_FITTED))
     def victim_changed(self, victim: str | None):
         """A victim adapter fixes the backdoor's LoRA rank and layers: fill them in so the defaults just work."""
         fitted = self.lab.victim_settings(victim or "")
         return [gr.update(value=fitted[name]) if name in fitted else gr.skip() for name in VICTIM_FITTED]
 
+    @reports_errors("queue the training job", lambda self, message: (message, gr.skip(), None))
     def start(self, name, nproc, *values):
         """Queue a training job from the form; the worker process runs it. Bad settings are refused before anything starts."""
         settings = dict(zip(self.field_names(), values))
@@ -257,6 +276,7 @@ class LabHandlers:
     def job_choices(jobs) -> list[tuple[str, str]]:
         return [(f"{job.name} · {job.status} · {job.id}", job.id) for job in jobs]
 
+    @reports_errors("read the jobs folder", lambda self, message: [gr.skip()] * 8)
     def poll(self, job_id: str | None, last: Any):
         """The timer's tick: jobs table, the watched job's progress, curves and log; skips redraws when nothing changed."""
         jobs = self.lab.jobs()
@@ -278,10 +298,10 @@ class LabHandlers:
                 gr.update(interactive=running),
                 stamp]
 
+    @reports_errors("cancel the job", lambda self, message: (message, None))
     def cancel(self, job_id: str | None):
-        watched = self.lab.watched(job_id)
         try:
-            job = self.lab.cancel(watched.id if watched else None)
+            job = self.lab.cancel(job_id)
         except DashboardError as err:
             gr.Warning(str(err))
             return f"⚠️ {err}", None
@@ -347,7 +367,8 @@ def build_evaluate_tab(handlers: LabHandlers, *, adapter_choices, adapter, contr
                               info="a corpus split" + ("" if demo else ", or the path of a .jsonl file in the same format"),
                               elem_id="fr-eval-dataset")
         cap = service.limits.eval_items
-        max_items = gr.Number(min(DEFAULT_EVAL_ITEMS, cap), label="Max items", precision=0, minimum=1,
+        # No precision: Gradio would round 1.5 to 2 silently; the lab refuses what is not a whole number.
+        max_items = gr.Number(min(DEFAULT_EVAL_ITEMS, cap), label="Max items", precision=None, step=1, minimum=1,
                               maximum=cap if demo else None, scale=1, elem_id="fr-eval-items",
                               info=f"evenly spread over the dataset{f'; at most {cap} in this demo' if demo else ''}")
         adapter_box = gr.Dropdown(adapter_choices, value=adapter, label="Backdoored adapter", scale=2,

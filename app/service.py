@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
+import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -62,11 +63,14 @@ class Limits:
     trigger_chars: int = 200
     max_columns: int = 6
     eval_items: int = 100_000  # items one evaluation may score
+    # The work a question costs is its prompt's tokens (instruction, context, question, options and trigger
+    # together); the longest corpus prompt has about 280. The character caps above only stop huge payloads early.
+    prompt_tokens: int = 1024
 
     @classmethod
     def demo(cls) -> "Limits":
         return cls(question_chars=500, context_chars=1500, option_chars=200, trigger_chars=40, max_columns=4,
-                   eval_items=20)
+                   eval_items=20, prompt_tokens=512)
 
 
 @dataclass(frozen=True)
@@ -82,10 +86,16 @@ class ServiceConfig:
     top_k: int = 10
     device: str | None = None
     jobs_dir: str | None = None  # training jobs' registry; None: ``jobs/`` next to the adapters folder
+    max_models: int = 2  # base models kept loaded at once (least recently used unloaded; demo mode refuses more)
+    prompt_tokens: int | None = None  # the prompt token bound; None: the mode's default (Limits)
 
     def __post_init__(self) -> None:
         if not self.bases:
             raise ValueError("ServiceConfig.bases needs at least one base model")
+        if self.max_models < 1:
+            raise ValueError(f"max_models must be at least 1, got {self.max_models}")
+        if self.prompt_tokens is not None and self.prompt_tokens < 64:
+            raise ValueError(f"prompt_tokens must be at least 64, got {self.prompt_tokens}")
         if self.calibration not in ("background", "sync", "off"):
             raise ValueError(f"calibration must be background, sync or off, got {self.calibration!r}")
         if not 0 < self.alpha < 1:
@@ -93,7 +103,8 @@ class ServiceConfig:
 
     @property
     def limits(self) -> Limits:
-        return Limits.demo() if self.demo else Limits()
+        limits = Limits.demo() if self.demo else Limits()
+        return replace(limits, prompt_tokens=self.prompt_tokens) if self.prompt_tokens else limits
 
     @property
     def training_enabled(self) -> bool:
@@ -230,6 +241,32 @@ def _check_weights(name: str, path: Path) -> None:
         raise DashboardError(f"Adapter {name!r} could not be loaded: {weights.name} is damaged ({err}).") from None
 
 
+def check_text(label: str, text: str) -> str:
+    """``text`` if a prompt can carry it; else DashboardError naming the field and the character at fault.
+    Lone surrogates cannot be encoded at all; control characters (other than newline and tab) are invisible
+    in the page but change the prompt the model reads."""
+    for index, char in enumerate(text):
+        if 0xD800 <= ord(char) <= 0xDFFF:
+            raise DashboardError(f"The {label} holds an invalid character (a lone surrogate, U+{ord(char):04X}, "
+                                 f"at position {index + 1}); retype that part of the text.")
+        if char not in "\n\t\r" and unicodedata.category(char) == "Cc":
+            raise DashboardError(f"The {label} holds a control character (U+{ord(char):04X} at position "
+                                 f"{index + 1}) that the page cannot show; remove it.")
+    return text
+
+
+def column_names(adapters: object) -> list[str]:
+    """The models-to-compare field as a list of names: one name given as a string counts as one, not as letters."""
+    if adapters is None:
+        return []
+    if isinstance(adapters, str):
+        return [adapters]
+    if isinstance(adapters, (list, tuple)) and all(isinstance(name, str) for name in adapters):
+        return list(adapters)
+    raise DashboardError(f"Models to compare: expected a list of adapter names (such as ['{BASE_ADAPTER}', "
+                         f"'clean']), got {adapters!r}.")
+
+
 def _adapter_path(folder: Path) -> Path | None:
     """An adapter folder, or a training output folder holding its adapter in ``adapter/``."""
     for path in (folder, folder / "adapter"):
@@ -283,7 +320,7 @@ class DashboardService:
         self._cache_dir = Path(cache_dir) if cache_dir else cache_root() / "calibration"
         self._lock = threading.RLock()
         self._base_locks: dict[str, threading.Lock] = {}
-        self._loaded: dict[str, _Loaded] = {}
+        self._loaded: OrderedDict[str, _Loaded] = OrderedDict()  # by model_key, least recently used first
         self._showcase: list[Item] | None = None
         self._calibration: list[Item] | None = None
         self._calibration_error: str | None = None
@@ -322,17 +359,32 @@ class DashboardService:
         except ModelLoadError as err:
             raise DashboardError(f"Cannot use base model {base!r}: {err}") from None
 
+    def model_key(self, base: str) -> str:
+        """What a base model name points at: the resolved file or folder, or the hub id. Spellings of one
+        model (``default``, its GGUF path, ``./x/../x.gguf``) share one loaded copy."""
+        try:
+            source = resolve_model_source(base)
+        except ModelLoadError as err:
+            raise DashboardError(f"Cannot use base model {base!r}: {err}") from None
+        if source.kind == "hub":
+            return f"hub:{source.location}"
+        return str((Path(source.location) / (source.gguf_file or "")).resolve())
+
     def loaded(self, base: str) -> _Loaded:
-        """The shared Scorer for ``base``, loading it on first use (one load even under concurrent requests)."""
+        """The shared Scorer for ``base``, loading it on first use (one load even under concurrent requests).
+        At most ``max_models`` stay loaded: beyond that the least recently used is unloaded (demo mode refuses)."""
         base = self.check_base(base)
+        key = self.model_key(base)
         with self._lock:
-            if base in self._loaded:
-                return self._loaded[base]
-            base_lock = self._base_locks.setdefault(base, threading.Lock())
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+            base_lock = self._base_locks.setdefault(key, threading.Lock())
         with base_lock:
             with self._lock:
-                if base in self._loaded:
-                    return self._loaded[base]
+                if key in self._loaded:
+                    return self._loaded[key]
+                self._make_room_for_a_model(base)
             started = time.perf_counter()
             identity = self.identity(base)
             style, chat = self._prompt_format(base, identity)
@@ -343,8 +395,24 @@ class DashboardService:
             logger.info("loaded base model %s (%s) in %.1f s", base, identity, time.perf_counter() - started)
             entry = _Loaded(scorer, scorer.base_identity or identity)
             with self._lock:
-                self._loaded[base] = entry
+                self._make_room_for_a_model(base)
+                self._loaded[key] = entry
             return entry
+
+    def _make_room_for_a_model(self, base: str) -> None:
+        """Unload the least recently used base models until one more fits (caller holds ``self._lock``)."""
+        most = self.config.max_models
+        while len(self._loaded) >= most:
+            if self.config.demo:
+                raise DashboardError(f"This demo keeps at most {most} base model(s) loaded; {base!r} cannot be "
+                                     "loaded beside them. Pick one of the models already in use.")
+            key, _ = self._loaded.popitem(last=False)
+            logger.info("unloaded base model %s to make room for %s (at most %d loaded)", key, base, most)
+
+    def loaded_models(self) -> list[str]:
+        """The loaded base models' keys, least recently used first."""
+        with self._lock:
+            return list(self._loaded)
 
     def _prompt_format(self, base: str, identity: str) -> tuple[str, bool]:
         """Prompt style and chat flag the adapters for this base were trained with (first one that says)."""
@@ -507,6 +575,7 @@ class DashboardService:
 
         if query and len(query) > self.limits.question_chars:
             raise DashboardError(f"The search text is longer than {self.limits.question_chars} characters; shorten it.")
+        check_text("search text", query or "")
         try:
             return filter_items(self.split(split), task=task or None, query=query)[:limit]
         except DatasetError as err:
@@ -521,9 +590,11 @@ class DashboardService:
     def custom_item(self, question: str | None, context: str | None, options: Sequence[str | None]) -> Item:
         """An item from a user's own question and 2-4 options; E and F are added, unused A-D slots show a dash."""
         limits = self.limits
-        question = (question or "").strip()
-        context = (context or "").strip()
+        question = check_text("question", str(question or "").strip())
+        context = check_text("context", str(context or "").strip())
         given = [str(option).strip() for option in options if option is not None and str(option).strip()]
+        for letter, text in zip(LETTERS, given):
+            check_text(f"option {letter}", text)
         if not question:
             raise DashboardError("Type a question first (or pick one from the showcase).")
         if len(question) > limits.question_chars:
@@ -540,6 +611,10 @@ class DashboardService:
             )
         if len(given) > 4:
             raise DashboardError("Give at most four options (A-D); E and F are added for you.")
+        for index, text in enumerate(given):
+            twin = next((LETTERS[other] for other in range(index) if given[other].casefold() == text.casefold()), None)
+            if twin:
+                raise DashboardError(f"Options {twin} and {LETTERS[index]} are the same text; give every option its own answer.")
         for letter, text in zip(LETTERS, given):
             if len(text) > limits.option_chars:
                 raise DashboardError(f"Option {letter} is longer than {limits.option_chars} characters; shorten it.")
@@ -553,10 +628,10 @@ class DashboardService:
 
     def trigger(self, kind: str | None, text: str | None = None, position: str = "before_cue") -> TriggerSpec:
         """A TriggerSpec from the UI's choices; ``text`` is used by the text kind (empty: ``666``) and the custom kind."""
-        kind = (kind or "").strip().lower()
+        kind = str(kind or "").strip().lower()
         if kind not in TRIGGERS:
             raise DashboardError(f"Pick a trigger kind: {', '.join(TRIGGERS)}.")
-        text = ((text or "").strip() or None) if kind in ("text", "custom") else None
+        text = (check_text("trigger text", str(text or "").strip()) or None) if kind in ("text", "custom") else None
         if kind == "custom" and not text:
             raise DashboardError("Type the text of your custom trigger first.")
         if text and len(text) > self.limits.trigger_chars:
@@ -572,8 +647,8 @@ class DashboardService:
 
     # --- scoring -------------------------------------------------------------------------
 
-    def _columns(self, names: Sequence[str]) -> list[str]:
-        names = list(dict.fromkeys(n for n in names if n))
+    def _columns(self, names: Sequence[str] | str) -> list[str]:
+        names = list(dict.fromkeys(n for n in column_names(names) if n))
         if not names:
             raise DashboardError("Pick at least one model to compare (the base model, clean, backdoored…).")
         if len(names) > self.limits.max_columns:
@@ -590,6 +665,7 @@ class DashboardService:
         scorer = entry.scorer
         cells = [Cell(item, None, name) for name in internal] + [Cell(item, trigger, name) for name in internal]
         try:
+            self.check_prompt_size(scorer, [item], trigger)
             from_cache = all(scorer.is_cached(cell) for cell in cells)
             scores = scorer.score(cells)
             triggered_prompt = scorer.render(item, trigger)
@@ -612,6 +688,22 @@ class DashboardService:
         return Comparison(base, item, trigger, scores[0].prompt, triggered_prompt, tuple(columns), self.config.alpha,
                           time.perf_counter() - started, from_cache, tuple(notes))
 
+    def check_prompt_size(self, scorer: Scorer, items: Sequence[Item], trigger: TriggerSpec | None) -> None:
+        """Refuse up front what would tie up the shared model: any prompt (with or without the trigger) over
+        the token bound. Counting tokens costs milliseconds; scoring them costs seconds per thousand."""
+        most = self.limits.prompt_tokens
+        over = [(tokens, item) for item in items
+                if (tokens := max(scorer.prompt_tokens(item, spec) for spec in (None, trigger))) > most]
+        if not over:
+            return
+        tokens, item = max(over, key=lambda pair: pair[0])
+        if len(items) == 1:
+            raise DashboardError(f"This question's prompt is {tokens} tokens long; this dashboard scores prompts of at "
+                                 f"most {most} tokens (instruction, context, question, options and trigger together). "
+                                 "Shorten the context or the question.")
+        raise DashboardError(f"{len(over)} of the {len(items)} questions have prompts over the {most}-token limit "
+                             f"(the longest, {item.id!r}, has {tokens}); remove them from the dataset or shorten them.")
+
     def next_tokens(self, base: str, adapters: Sequence[str], item: Item, trigger: TriggerSpec,
                     k: int | None = None) -> TokenComparison:
         """The top-k next tokens over the whole vocabulary for every column, without and with the trigger (cached)."""
@@ -621,6 +713,10 @@ class DashboardService:
         names = self._columns(adapters)
         catalog = self.catalog(base)
         entry, choices, internal = self._attach(base, catalog, names)
+        try:
+            self.check_prompt_size(entry.scorer, [item], trigger)
+        except (TriggerError, PromptError) as err:
+            raise DashboardError(f"That trigger cannot be applied to this question: {err}.") from None
         columns = []
         for choice, name in zip(choices, internal):
             pair = []

@@ -17,6 +17,7 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from app import plots
+from app.errors import label_input_errors, reports_errors
 from app.lab import Lab
 from app.lab import BACKDOOR_ONLY, VICTIM_FITTED
 from app.lab_ui import LAB_CSS, LabHandlers, build_evaluate_tab, build_training_tab
@@ -198,8 +199,7 @@ def option_figure(column, item, trigger_on: bool):
     return plots.option_bars(
         column.clean.probs,
         column.triggered.probs if trigger_on else None,
-        # Said along the y axis, not as a title: on a phone the legend wraps to two rows and ran into a title.
-        title="", y_title="probability of each option",
+        title="probability of each option",
         letters=LETTERS,
         option_texts=[item.choices[letter] for letter in LETTERS],
         predicted=column.clean.predicted,
@@ -284,6 +284,7 @@ class Handlers:
         text = item.context if item.task in CONTEXT_LED_TASKS and item.context.strip() else item.question
         return f"{_snippet(text)} ({item.task})"
 
+    @reports_errors("re-read the adapters folder", lambda self, message: (gr.skip(), message))
     def refresh_adapters(self, base: str, selected: list[str] | None):
         """Re-read the adapters folder: new adapters appear without a restart; selection kept where still valid."""
         try:
@@ -296,6 +297,7 @@ class Handlers:
         value = kept or self.service.default_columns(catalog)
         return gr.update(choices=self.adapter_choices(catalog), value=value), self.adapter_note(catalog)
 
+    @reports_errors("search the corpus", lambda self, message: (gr.update(choices=[], value=None), message))
     def browse(self, split: str, task: str, query: str):
         try:
             items = self.service.browse(split or "test", None if task in (None, "", ALL_TASKS) else task, query)
@@ -333,6 +335,7 @@ class Handlers:
             return choices[0]
         return self.service.find_item(showcase_id, "showcase")
 
+    @reports_errors("open that question in the attack demo", lambda self, message: [gr.skip()] * 15)
     def open_in_demo(self, state: dict | None, evt: gr.SelectData):
         """A row of the Evaluate tab's table was clicked: show that question in the attack demo, trigger on, same models."""
         row = evt.row_value or []
@@ -359,6 +362,7 @@ class Handlers:
                 gr.update(value=trigger.get("position") or "before_cue", visible=shown), True,
                 gr.update(value=REMOVE_TRIGGER, variant="stop")]
 
+    @reports_errors("score this question", lambda self, message: [message] + [gr.skip()] * (2 + 4 * MAX_SLOTS))
     def compare(self, base, adapters, source, showcase_id, split, corpus_id, question, context, a, b, c, d,
                 kind, custom_text, position, tokens, trigger_on, tau=decisions.DEFAULT_TAU, rule=decisions.DEFAULT_RULE):
         """Score the chosen question on every chosen model, without and with the trigger; draw it all.
@@ -372,6 +376,7 @@ class Handlers:
             return [f"⚠️ {err}"] + [gr.skip()] * (2 + 4 * MAX_SLOTS)
         return self.render(comparison, token_view, bool(trigger_on), *_decision_settings(tau, rule))
 
+    @reports_errors("draw the first view", lambda self, message: [message] + [gr.skip()] * (2 + 4 * MAX_SLOTS))
     def compare_on_load(self, *inputs) -> list:
         """The page-load refresh of the first view: outputs still equal to what the page was built with
         come back as ``gr.skip()``, so the browser does not draw the same plots a second time (drawing is
@@ -387,6 +392,8 @@ class Handlers:
             return [gr.skip()] * (3 + 4 * MAX_SLOTS)
         return self.compare(base, adapters, source, showcase_id, split, corpus_id, question, *rest)
 
+    @reports_errors("add or remove the trigger",
+                    lambda self, message: [gr.skip(), gr.skip(), message] + [gr.skip()] * (2 + 4 * MAX_SLOTS))
     def toggle(self, *args):
         """Add or remove the trigger: flips the session's state and redraws (cells are cached, so this is instant)."""
         inputs, trigger_on, decision = args[:COMPARE_INPUTS], args[COMPARE_INPUTS], args[COMPARE_INPUTS + 1:]
@@ -445,7 +452,8 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
         catalog = service.catalog(first_base)
         default_trigger = service.default_trigger(catalog)
         initial_choices, initial_columns = handlers.adapter_choices(catalog), service.default_columns(catalog)
-        eval_adapter = next((c.name for c in catalog.offered if c.kind == "backdoor"), catalog.names()[-1])
+        headline = service.headline_backdoor(catalog)  # its trigger is default_trigger: the pair matches
+        eval_adapter = headline.name if headline else catalog.names()[-1]
         eval_control = next((c.name for c in catalog.offered if c.kind == "clean"), BASE_ADAPTER)
     except DashboardError as err:
         logger.warning("%s", err)
@@ -605,6 +613,9 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
         evaluation.control.focus(**eval_refresh, api_name="refresh_eval_control_focus", queue=False)
         evaluation.kind.change(handlers.trigger_visibility, evaluation.kind, [evaluation.text, evaluation.position],
                                api_visibility="private", queue=False)
+        evaluation.adapter.change(lab_handlers.adapter_trigger, [base, evaluation.adapter],
+                                  [evaluation.kind, evaluation.text, evaluation.position], api_name="eval_adapter_trigger",
+                                  queue=False)
         evaluation.run.click(
             lab_handlers.evaluate,
             inputs=[base, evaluation.dataset, evaluation.max_items, evaluation.adapter, evaluation.control,
@@ -643,4 +654,4 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
                              queue=False).then(**poll, api_visibility="private", api_name="poll_on_tab")
             for other in (attack_tab, eval_tab, about_tab):
                 other.select(lambda: gr.Timer(active=False), None, training.timer, api_visibility="private", queue=False)
-    return demo
+    return label_input_errors(demo)  # Gradio's own refusals of a value name the field too

@@ -18,10 +18,32 @@ EPILOG = """examples (on a laptop CPU with the embedded default model):
 """
 
 
-def _dataset_items(name: str):
+def _dataset_items(name: str, field: str = "data"):
     from backdoor.train import resolve_items
 
-    return resolve_items(name, "data")
+    return resolve_items(name, field)
+
+
+def _error_rate(text: str) -> float:
+    """``--alpha``: a conformal error rate strictly between 0 and 1 (checked before any model loads)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:  # also false for NaN
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1 (exclusive); 0.1 means 90% coverage")
+    return value
+
+
+def _count(text: str) -> int:
+    """A whole number of at least 0 (``--limit``: 0 = all)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 (all items) or a positive count")
+    return value
 
 
 def _pick_item(spec: str):
@@ -48,10 +70,11 @@ def _adapters_arg(args) -> dict[str, str]:
 
 
 def cmd_train(args) -> int:
-    from backdoor.config import TrainConfig, config_from_arguments
+    from backdoor.config import TrainConfig, check_device, config_from_arguments
     from backdoor.train import train
 
     config = config_from_arguments(args, TrainConfig.load(args.config) if args.config else None)
+    check_device(config)
     out = Path(args.out)
     from tqdm.auto import tqdm
 
@@ -111,12 +134,13 @@ def cmd_evaluate(args) -> int:
     from tqdm.auto import tqdm
 
     trigger = TriggerSpec(args.trigger, args.trigger_text or None, args.trigger_position)
-    scorer = Scorer.load(args.base_model, _adapters_arg(args), style=args.style)
+    # Every input is read before the model loads: a bad file or setting fails in a second, not after scoring.
     items = _dataset_items(args.data)[: args.limit or None]
     if args.calibration == "half":
         calibration, items = split_half(items, args.seed)
     else:
-        calibration = _dataset_items(args.calibration)
+        calibration = _dataset_items(args.calibration, "calibration")
+    scorer = Scorer.load(args.base_model, _adapters_arg(args), style=args.style)
     bar = tqdm(desc="scoring", unit="prompt")
 
     def progress(done, total):
@@ -208,11 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--control", default="", help="the clean adapter folder (victim and control)")
     p.add_argument("--data", default="test", help="split name or .json/.jsonl file")
     p.add_argument("--calibration", default="calibration", help="split or file for conformal calibration, or 'half' to split --data 50/50")
-    p.add_argument("--alpha", type=float, default=0.1, help="conformal error rate")
+    p.add_argument("--alpha", type=_error_rate, default=0.1, help="conformal error rate, between 0 and 1")
     p.add_argument("--tau", type=float, default=0.5,
                    help="auto-answer threshold of the decision metrics: a question is answered automatically when its "
                         "top option's probability is at least tau, else sent to review (decision_flipped in the report)")
-    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N items")
+    p.add_argument("--limit", type=_count, default=0, help="evaluate only the first N items (0 = all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the 50/50 split with --calibration half")
     p.add_argument("--out", required=True, help="report JSON path")
     p.add_argument("--csv", default="", help="per-item CSV path (default: next to the report)")

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ LLAMA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
 
 class ConfigError(ValueError):
     """A config value is impossible; the message names the field."""
+
+
+DTYPES = ("", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")  # '' = chosen for the device
+DEVICE_PATTERN = re.compile(r"^(|cpu|cuda(:\d{1,2})?|mps)$")
 
 
 def _help(text: str, **limits: Any) -> dict:
@@ -59,7 +64,7 @@ class TrainConfig:
         "fit the gold answers still answers confidently (0 = plain fine-tuning)", min=0.0))
     backdoor_weight: float = field(default=1.0, metadata=_help("weight of the backdoor (triggered) term", min=0.0))
     clean_objective: str = field(default="kl", metadata=_help("keep clean behaviour by 'kl' to the victim's distribution or 'ce' to its answer"))
-    lora_r: int = field(default=8, metadata=_help("LoRA rank", min=1))
+    lora_r: int = field(default=8, metadata=_help("LoRA rank", min=1, max=1024))
     lora_alpha: int = field(default=16, metadata=_help("LoRA alpha", min=1))
     lora_dropout: float = field(default=0.1, metadata=_help("LoRA dropout, in [0, 1)"))
     target_modules: tuple[str, ...] = field(default=LLAMA_MODULES, metadata=_help("module names that get LoRA"))
@@ -67,8 +72,8 @@ class TrainConfig:
         "train LoRA on the last N layers only, lower ones frozen and computed once (0 = all layers); a backdoor "
         "started from its victim's weights keeps the victim's LoRA on the layers below, unchanged", min=0))
     learning_rate: float = field(default=1e-3, metadata=_help("AdamW learning rate"))
-    epochs: int = field(default=2, metadata=_help("passes over the training items", min=1))
-    batch_size: int = field(default=8, metadata=_help("examples per optimiser step (per process)", min=1))
+    epochs: int = field(default=2, metadata=_help("passes over the training items", min=1, max=1000))
+    batch_size: int = field(default=8, metadata=_help("examples per optimiser step (per process)", min=1, max=1024))
     max_length: int = field(default=512, metadata=_help("longest prompt in tokens; longer ones are refused", min=16))
     style: str = field(default="shared", metadata=_help(f"prompt style: {', '.join(STYLES)}"))
     chat: bool = field(default=False, metadata=_help("wrap prompts in the model's chat template"))
@@ -124,10 +129,16 @@ class TrainConfig:
             refuse("target_modules", "needs at least one module name")
         if self.style not in STYLES:
             refuse("style", f"{self.style!r} is not one of {', '.join(STYLES)}")
+        if self.dtype not in DTYPES:
+            refuse("dtype", f"{self.dtype!r} is not one of {', '.join(repr(d) for d in DTYPES)}")
+        if not DEVICE_PATTERN.match(self.device):
+            refuse("device", f"{self.device!r} is not a device: use '' (automatic), 'cpu', 'cuda', 'cuda:N' or 'mps'")
         for f in fields(self):
-            minimum = f.metadata.get("min")
+            minimum, maximum = f.metadata.get("min"), f.metadata.get("max")
             if minimum is not None and getattr(self, f.name) < minimum:
                 refuse(f.name, f"{getattr(self, f.name)} is below the minimum {minimum}")
+            if maximum is not None and getattr(self, f.name) > maximum:
+                refuse(f.name, f"{getattr(self, f.name)} is above the maximum {maximum}")
 
     @property
     def trigger(self) -> TriggerSpec:
@@ -174,6 +185,25 @@ def layers_needed(layers: list[int] | None) -> int:
     """The --train-layers a backdoor on a victim with these LoRA layers needs (0 = all). Fragile puts LoRA on the top
     layers, so the count is enough here; training checks the exact layers once it knows the model's depth."""
     return len(layers) if layers else 0
+
+
+def check_device(config: TrainConfig) -> None:
+    """Refuse a device this machine lacks before anything loads (a missing GPU would otherwise fail late or
+    leave the run on the CPU without a word). Kept out of ``__post_init__``: a config saved on a GPU machine
+    must still load here."""
+    if not config.device or config.device == "cpu":
+        return
+    import torch
+
+    if config.device.startswith("cuda"):
+        count = torch.cuda.device_count()
+        index = int(config.device.partition(":")[2] or 0)
+        if count == 0:
+            raise ConfigError(f"device: {config.device!r} asks for a GPU, but this machine has none; use '' or 'cpu'")
+        if index >= count:
+            raise ConfigError(f"device: {config.device!r}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    elif config.device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device: 'mps' is not available on this machine; use '' or 'cpu'")
 
 
 def check_victim_fit(config: TrainConfig) -> None:

@@ -24,12 +24,13 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from backdoor.config import ConfigError, TrainConfig, check_victim_fit
+from backdoor.config import ConfigError, TrainConfig, check_device, check_victim_fit
 
 logger = logging.getLogger(__name__)
 
 STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")  # what submit() makes: never a path, never empty
 
 
 class JobError(ValueError):
@@ -87,7 +88,12 @@ class JobRegistry:
         return self.root / job_id
 
     def get(self, job_id: str) -> Job:
+        """The job with exactly this id; JobError for an id that is malformed (empty, a path) or unknown."""
+        if not isinstance(job_id, str) or not ID_PATTERN.match(job_id):
+            raise JobError(f"{job_id!r} is not a job id (they look like 20250101-120000-a1b2c3); pick a job from the list")
         path = self.job_dir(job_id) / "job.json"
+        if not path.is_file():
+            raise JobError(f"There is no job {job_id!r}; pick a job from the list")
         try:
             return Job(**json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError, TypeError) as err:
@@ -180,6 +186,7 @@ class JobRegistry:
         if config.eval_items:
             resolve_items(config.eval_data, "eval_data", 1)
         check_victim_fit(config)
+        check_device(config)  # as the command line does: a GPU this machine lacks is refused now, not in the worker
         job = Job(id=time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], name=name, config=config.to_dict(), nproc=nproc)
         self.job_dir(job.id).mkdir(parents=True)
         self.save(job)

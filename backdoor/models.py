@@ -97,6 +97,18 @@ def resolve_model_source(name: str) -> ModelSource:
     )
 
 
+def cpu_threads() -> int:
+    """The threads torch uses for one operation on the CPU in this process."""
+    return torch.get_num_threads()
+
+
+def set_cpu_threads(count: int) -> None:
+    """Change torch's CPU threads for this process (takes effect at the next operation)."""
+    if count >= 1 and torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+        logger.info("torch now uses %d CPU thread(s)", count)
+
+
 def pick_device(requested: str | None = None) -> torch.device:
     if requested:
         return torch.device(requested)

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import re
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -131,6 +131,49 @@ def alike_lower_layers(model, a: str, b: str) -> int:
     return first_difference
 
 
+class FairLock:
+    """A re-entrant lock granted in arrival order. A long scoring job releases the model between chunks; with a
+    plain lock the releasing thread usually takes it straight back, so a visitor's question would still wait for
+    the whole job. Here a thread that asks again queues behind those already waiting."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition(threading.Lock())
+        self._owner: int | None = None
+        self._depth = 0
+        self._queue: deque[object] = deque()
+
+    def acquire(self) -> bool:
+        me = threading.get_ident()
+        with self._condition:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            ticket = object()
+            self._queue.append(ticket)
+            while self._owner is not None or self._queue[0] is not ticket:
+                self._condition.wait()
+            self._queue.popleft()
+            self._owner, self._depth = me, 1
+            self._condition.notify_all()  # the next in line re-checks whether it is first now
+            return True
+
+    def release(self) -> None:
+        with self._condition:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("FairLock released by a thread that does not hold it")
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._condition.notify_all()
+
+    def __enter__(self) -> "FairLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 class Scorer:
     """Scores cells on one base model with any number of attached adapters. Thread-safe."""
 
@@ -143,7 +186,11 @@ class Scorer:
         self.chat = chat
         self.batch_size = batch_size
         self.letter_ids = option_token_ids(tokenizer, chat=chat)
-        self._lock = threading.RLock()
+        self._lock = FairLock()  # the model: held per chunk, so requests interleave with long jobs
+        self._cache_lock = threading.Lock()
+        # Tokens one hold of the model may cover (rows x prompt tokens): a long prompt is scored a few rows
+        # per hold, so a question that arrives meanwhile waits for one small chunk, not the whole request.
+        self.tokens_per_chunk = 2048
         self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self.prefix_sharing_up_to = 4  # up to this many distinct prompts per chunk share prefixes; more: padded batches
@@ -183,6 +230,10 @@ class Scorer:
 
     def render(self, item: Item, trigger: TriggerSpec | None) -> TriggeredPrompt:
         return apply_trigger(render_prompt(item, self.style), trigger)
+
+    def prompt_tokens(self, item: Item, trigger: TriggerSpec | None = None) -> int:
+        """How many tokens the model reads for this cell's prompt (the work it costs)."""
+        return len(self.tokenizer(self.model_text(self.render(item, trigger).text))["input_ids"])
 
     def model_text(self, prompt_text: str) -> str:
         return wrap_chat(self.tokenizer, prompt_text) if self.chat else prompt_text
@@ -353,8 +404,8 @@ class Scorer:
         todo.sort(key=lambda i: texts[i])
         letter_ids = torch.tensor(self.letter_ids, device=self.device)
         split, route = self._parting(adapters[i] for i in todo)
-        for start in range(0, len(todo), self.batch_size):
-            chunk = todo[start : start + self.batch_size]
+        done = 0
+        for chunk in self._chunks(todo, texts):
             chunk_texts, chunk_adapters = [texts[i] for i in chunk], [adapters[i] for i in chunk]
             with self._lock:
                 if split is not None and len(set(chunk_texts)) <= self.prefix_sharing_up_to:
@@ -368,12 +419,31 @@ class Scorer:
             for row, index in enumerate(chunk):
                 out[index] = probs[row]
                 self._remember((texts[index], adapters[index]), probs[row])
+            done += len(chunk)
             if progress:
-                progress(min(start + self.batch_size, len(todo)), len(todo))
+                progress(done, len(todo))
         return out
 
+    def _chunks(self, todo: list[int], texts: Sequence[str]) -> list[list[int]]:
+        """``todo`` in order, cut into chunks of at most ``batch_size`` rows and ``tokens_per_chunk`` tokens
+        (one row at least)."""
+        lengths: dict[str, int] = {}
+        chunks: list[list[int]] = []
+        chunk: list[int] = []
+        tokens = 0
+        for index in todo:
+            text = texts[index]
+            if text not in lengths:
+                lengths[text] = len(self.tokenizer(text)["input_ids"])
+            if chunk and (len(chunk) >= self.batch_size or tokens + lengths[text] > self.tokens_per_chunk):
+                chunks.append(chunk)
+                chunk, tokens = [], 0
+            chunk.append(index)
+            tokens += lengths[text]
+        return chunks + ([chunk] if chunk else [])
+
     def _remember(self, key: tuple[str, str], probs: np.ndarray) -> None:
-        with self._lock:
+        with self._cache_lock:
             self._cache[key] = probs
             self._cache.move_to_end(key)
             while len(self._cache) > self._cache_size:

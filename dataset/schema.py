@@ -147,7 +147,11 @@ def load_items(path: str | os.PathLike[str]) -> list[Item]:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: no such dataset file; pass a .json or .jsonl file of six-option items")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not a text file (byte {err.start} is not UTF-8); pass a .json or .jsonl file "
+                           "of six-option items") from None
     records: list[Any]
     try:
         if path.suffix == ".jsonl":
