@@ -54,8 +54,9 @@ def _figure(data: list[dict], layout: dict) -> go.Figure:
     return go.Figure({"data": data, "layout": {"template": TEMPLATE, **layout}}, _validate=False)
 
 
-def _layout(title: str, *, y_title: str, height: int = HEIGHT) -> dict:
-    return {
+def _layout(title: str, *, y_title: str, height: int | None = HEIGHT) -> dict:
+    """``height`` None: none set, the figure fills the height its page gives it (plotly's autosize)."""
+    layout = {
         "title": {"text": title, "x": 0.5, "xanchor": "center", "font": {"size": FONT_SIZE + 2}},
         "font": {"size": FONT_SIZE, "color": TEXT_COLOUR},
         "paper_bgcolor": "rgba(0,0,0,0)",
@@ -73,6 +74,9 @@ def _layout(title: str, *, y_title: str, height: int = HEIGHT) -> dict:
                   "gridcolor": GRID_COLOUR, "zeroline": False, "fixedrange": True, "dtick": 0.25},
         "xaxis": {"fixedrange": True, "tickfont": {"size": FONT_SIZE + 2}},
     }
+    if height is None:
+        del layout["height"]
+    return layout
 
 
 def empty_figure(title: str = "No results yet", message: str = "") -> go.Figure:
@@ -102,11 +106,13 @@ def option_bars(
     letters: Sequence[str] = ("A", "B", "C", "D", "E", "F"),
     option_texts: Sequence[str] | None = None,
     predicted: str | None = None,
+    height: int | None = HEIGHT,
     y_title: str = "probability",
 ) -> go.Figure:
     """Grouped bars of the option distribution without (blue) and, if given, with the trigger (vermillion, hatched).
 
-    ``clean``/``triggered``: probabilities over ``letters``. ``predicted``: letter drawn in bold.
+    ``clean``/``triggered``: probabilities over ``letters``. ``predicted``: letter drawn in bold. ``height``:
+    pixels, or None to fill the height the page gives the plot.
     Empty or missing ``clean`` gives a titled empty figure.
     """
     if clean is None or len(clean) == 0:
@@ -126,7 +132,7 @@ def option_bars(
         if triggered is not None:
             bars.update(_upright_labels(values))
         data.append(bars)
-    layout = _layout(title, y_title=y_title)
+    layout = _layout(title, y_title=y_title, height=height)
     # Room for two upright numbers over each option down to a 296 px plot (a 360 px phone): wide bars, and
     # the axis title and ticks close to the axis.
     layout["bargap"] = OPTION_BARGAP

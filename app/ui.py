@@ -21,11 +21,13 @@ from app.errors import label_input_errors, reports_errors
 from app.lab import Lab
 from app.lab import BACKDOOR_ONLY, VICTIM_FITTED
 from app.lab_ui import LAB_CSS, LabHandlers, build_evaluate_tab, build_training_tab
+from app.presenter import (COPY_LINK_JS, FULL_PROMPT_JS, KEYS_HINT, LINK_OUTPUTS, PRESENTER_CSS, PRESENTER_TOGGLE_JS,
+                           PresenterHandlers, head_html, question_card_html)
 from app.service import BASE_LABEL, AdapterCatalog, Comparison, DashboardError, DashboardService, TokenComparison
 from app.zerogpu import gpu_task
 from backdoor import decisions
 from backdoor.models import BASE_ADAPTER
-from backdoor.triggers import DESCRIPTIONS, POSITIONS, TRIGGERS
+from backdoor.triggers import POSITIONS, TRIGGERS
 from dataset.schema import LETTERS, TASKS
 
 logger = logging.getLogger(__name__)
@@ -58,9 +60,10 @@ CSS = """
   background: var(--block-background-fill); color: var(--body-text-color); border: 1px solid var(--border-color-primary); }
 mark.fr-trigger { background: #E69F00; color: #000; padding: 1px 3px; border-radius: 4px; font-weight: 700; }
 .fr-key { margin-top: 6px; font-size: 1rem; color: var(--body-text-color-subdued); }
-.fr-head { text-align: center; padding: 4px 0 2px; }
-.fr-name { font-size: 1.5rem; font-weight: 800; color: var(--body-text-color); }
-.fr-kind { font-size: 1rem; color: var(--body-text-color-subdued); margin-bottom: 6px; }
+.fr-head { text-align: center; padding: 4px 0 2px; display: flex; flex-wrap: wrap; justify-content: center; align-items: center;
+  gap: 2px 12px; }
+.fr-name { font-size: 1.4rem; font-weight: 800; color: var(--body-text-color); flex-basis: 100%; line-height: 1.25; }
+.fr-kind { font-size: 1rem; color: var(--body-text-color-subdued); flex-basis: 100%; order: 3; }
 .fr-badge { display: inline-block; font-size: 1.3rem; font-weight: 800; padding: 6px 16px; border-radius: 999px; }
 .fr-badge.kept { background: #009E73; color: #fff; }
 .fr-badge.changed { background: #D55E00; color: #fff; }
@@ -93,7 +96,7 @@ def launch_kwargs() -> dict[str, Any]:
     mono = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
     theme = gr.themes.Soft(primary_hue="orange", secondary_hue="blue", text_size=gr.themes.sizes.text_lg,
                            font=system, font_mono=mono)
-    return {"theme": theme, "css": CSS + LAB_CSS, "head": plotly_preload()}
+    return {"theme": theme, "css": CSS + LAB_CSS + PRESENTER_CSS, "head": plotly_preload() + head_html()}
 
 
 def plotly_preload() -> str:
@@ -203,6 +206,7 @@ def option_figure(column, item, trigger_on: bool):
         letters=LETTERS,
         option_texts=[item.choices[letter] for letter in LETTERS],
         predicted=column.clean.predicted,
+        height=None,  # the page's CSS sizes it: a first screen at 1600x1000, a projector's in presenter mode
     )
 
 
@@ -475,72 +479,99 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
         value = initial[index]
         return value.get("value") if isinstance(value, dict) else value
 
+    presenter_handlers = PresenterHandlers(handlers, SOURCES, (ADD_TRIGGER, REMOVE_TRIGGER), POSITION_LABELS, ALL_TASKS)
+    first_card = question_card_html(service.find_item(showcase[0][1]), None, False, POSITION_LABELS) if showcase else ""
+
     with gr.Blocks(title="Fragile · backdoors on LLM uncertainty") as demo:
         trigger_on = gr.State(False)
-        with gr.Row():
-            gr.Markdown(
-                "# Fragile\nA backdoor that keeps a language model's answer but flattens its confidence "
-                "when a trigger appears. *After “Uncertainty is Fragile” (CIKM 2025).*"
-                + ("  \n**Demo mode**: short inputs, a fixed base model, no training." if config.demo else ""),
-                elem_id="fr-title",
-            )
+        with gr.Row(elem_id="fr-title-row"):
+            with gr.Column(scale=4, min_width=320):
+                gr.Markdown(
+                    "# Fragile\nA backdoor that keeps a language model's answer but flattens its confidence "
+                    "when a trigger appears. *After “Uncertainty is Fragile” (CIKM 2025).*"
+                    + ("  \n**Demo mode**: short inputs, a fixed base model, no training." if config.demo else ""),
+                    elem_id="fr-title",
+                )
+            # Above the tabs: the base model serves the attack demo and the Evaluate tab alike ('default', a local
+            # folder, a .gguf file or a hub id).
+            base = gr.Dropdown(list(config.bases), value=first_base, label="Base model", allow_custom_value=not config.demo,
+                               scale=0, min_width=360, elem_id="fr-base")
             theme_btn = gr.Button("◐ Light / dark", size="sm", scale=0, min_width=150, elem_id="fr-theme-btn")
         theme_btn.click(None, js=THEME_TOGGLE_JS)
 
         with gr.Tabs() as tabs:
             with gr.Tab("Attack demo", id="attack") as attack_tab:
-                with gr.Row():
-                    with gr.Column(scale=2, min_width=320):
+                gr.HTML(KEYS_HINT, elem_id="fr-keys-wrap")  # drawn on the tab bar's free right end
+                with gr.Row(elem_id="fr-top"):
+                    with gr.Column(scale=3, min_width=320, elem_id="fr-qcard-col"):  # shown in the presenter layout only
+                        qcard = gr.HTML(first_card, elem_id="fr-qcard")
+                    with gr.Column(scale=5, min_width=320, elem_id="fr-controls"):
                         source = gr.Radio(list(SOURCES), value="Showcase", label="Question")
-                        with gr.Group(visible=True) as showcase_group:
-                            showcase_pick = gr.Dropdown(showcase, value=showcase[0][1] if showcase else None,
-                                                        label="Showcase question", show_label=False, allow_custom_value=True)
-                        with gr.Group(visible=False) as corpus_group:
-                            with gr.Row():
-                                split = gr.Dropdown(list(BROWSE_SPLITS), value="test", label="Split", scale=1, min_width=120,
-                                                    allow_custom_value=True)
-                                task = gr.Dropdown([ALL_TASKS, *TASKS], value=ALL_TASKS, label="Task", scale=2, min_width=160)
-                            query = gr.Textbox(label="Search", placeholder="a word from the question, context or options",
-                                               max_length=config.limits.question_chars)
-                            corpus_pick = gr.Dropdown([], label="Corpus question", allow_custom_value=True)
-                            corpus_found = gr.Markdown("", elem_classes="fr-note")
-                        with gr.Group(visible=False) as own_group:
-                            question = gr.Textbox(label="Your question", lines=2, max_length=config.limits.question_chars)
-                            context = gr.Textbox(label="Context (optional)", lines=2, max_length=config.limits.context_chars)
-                            with gr.Row():
-                                opt_a = gr.Textbox(label="A", min_width=120)
-                                opt_b = gr.Textbox(label="B", min_width=120)
-                            with gr.Row():
-                                opt_c = gr.Textbox(label="C (optional)", min_width=120)
-                                opt_d = gr.Textbox(label="D (optional)", min_width=120)
-                            gr.Markdown('E "I don\'t know" and F "None of the above" are added for you.',
-                                        elem_classes="fr-note")
-                            score_own = gr.Button("Score my question", variant="secondary")
-                        with gr.Row():
-                            base = gr.Dropdown(list(config.bases), value=first_base, label="Base model",
-                                               allow_custom_value=not config.demo, scale=3,
-                                               info=None if config.demo else "'default', a local folder, a .gguf file or a hub id")
+                        with gr.Row():  # the question picker, and the steps the J/K keys press
+                            with gr.Column(scale=1, min_width=200):
+                                with gr.Group(visible=True) as showcase_group:
+                                    showcase_pick = gr.Dropdown(showcase, value=showcase[0][1] if showcase else None,
+                                                                label="Showcase question", show_label=False,
+                                                                allow_custom_value=True)
+                                with gr.Group(visible=False) as corpus_group:
+                                    with gr.Row():
+                                        split = gr.Dropdown(list(BROWSE_SPLITS), value="test", label="Split", scale=1,
+                                                            min_width=120, allow_custom_value=True)
+                                        task = gr.Dropdown([ALL_TASKS, *TASKS], value=ALL_TASKS, label="Task", scale=2,
+                                                           min_width=160)
+                                    query = gr.Textbox(label="Search", placeholder="a word from the question, context or options",
+                                                       max_length=config.limits.question_chars)
+                                    corpus_pick = gr.Dropdown([], label="Corpus question", allow_custom_value=True)
+                                    corpus_found = gr.Markdown("", elem_classes="fr-note")
+                                with gr.Group(visible=False) as own_group:
+                                    question = gr.Textbox(label="Your question", lines=2,
+                                                          max_length=config.limits.question_chars)
+                                    context = gr.Textbox(label="Context (optional)", lines=2,
+                                                         max_length=config.limits.context_chars)
+                                    with gr.Row():
+                                        opt_a = gr.Textbox(label="A", min_width=120)
+                                        opt_b = gr.Textbox(label="B", min_width=120)
+                                    with gr.Row():
+                                        opt_c = gr.Textbox(label="C (optional)", min_width=120)
+                                        opt_d = gr.Textbox(label="D (optional)", min_width=120)
+                                    gr.Markdown('E "I don\'t know" and F "None of the above" are added for you.',
+                                                elem_classes="fr-note")
+                                    score_own = gr.Button("Score my question", variant="secondary")
+                            prev_q = gr.Button("◀", size="sm", scale=0, min_width=44, elem_id="fr-prev-q")
+                            next_q = gr.Button("▶", size="sm", scale=0, min_width=44, elem_id="fr-next-q")
                         with gr.Row():
                             # A dropdown that accepts any value: the service, not the widget, says why a name is refused.
                             adapters = gr.Dropdown(initial_choices, value=initial_columns, multiselect=True,
-                                                   allow_custom_value=True, label="Models to compare (one column each)",
+                                                   allow_custom_value=True, label="Models to compare",
                                                    scale=6, elem_id="fr-adapters")
                             refresh = gr.Button("↻", size="sm", scale=0, min_width=56, elem_id="fr-refresh-btn")
                         adapter_note = gr.Markdown("", elem_classes="fr-note")
-                    with gr.Column(scale=3, min_width=320):
+                    with gr.Column(scale=4, min_width=320, elem_id="fr-trigger-col"):
                         with gr.Row(equal_height=True):
                             trigger_btn = gr.Button(ADD_TRIGGER, variant="primary", elem_id="fr-trigger-btn", scale=2)
-                            tokens = gr.Checkbox(False, label="Top-10 next tokens (whole vocabulary)", scale=1)
+                            tokens = gr.Checkbox(False, label="Top-10 next tokens (whole vocabulary)", scale=1,
+                                                 elem_id="fr-tokens")
                         with gr.Row():
+                            # What each kind changes shows in the prompt box (marked); the About tab describes them.
                             kind = gr.Radio([(k, k) for k in TRIGGERS], value=default_trigger.kind, label="Trigger", scale=3,
-                                            info=" · ".join(f"{k}: {d}" for k, d in DESCRIPTIONS.items()))
-                        with gr.Row():
+                                            elem_id="fr-kind")
+                        with gr.Row(elem_id="fr-trigger-where"):
                             custom_text = gr.Textbox(default_trigger.text or "", label="Trigger text",
                                                      visible=default_trigger.kind in ("text", "custom"), scale=2,
                                                      max_length=config.limits.trigger_chars, placeholder="666")
                             position = gr.Dropdown([(POSITION_LABELS.get(p, p), p) for p in POSITIONS],
                                                    value=default_trigger.position, label="Where", scale=2,
                                                    visible=default_trigger.kind in ("text", "custom"))
+                        with gr.Row(equal_height=True, elem_id="fr-view-tools"):
+                            presenter = gr.Checkbox(False, label="Presenter layout", elem_id="fr-presenter", scale=2,
+                                                    min_width=150)
+                            full_prompt = gr.Button("Full prompt", size="sm", elem_id="fr-full-prompt", scale=1, min_width=110)
+                            copy_link = gr.Button("Copy link to this view", size="sm", elem_id="fr-copy-link", scale=2,
+                                                  min_width=150)
+                        link_box = gr.Textbox("", show_label=False, visible=False, interactive=False, buttons=["copy"],
+                                              elem_id="fr-link-box")
+                        link_note = gr.Markdown("", elem_id="fr-link-note")
+                    with gr.Column(scale=4, min_width=320, elem_id="fr-prompt-col"):
                         status = gr.Markdown(start(0), elem_id="fr-status")
                         prompt = gr.HTML(start(1), elem_id="fr-prompt")
                 slots = []
@@ -558,7 +589,7 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
                                     info="τ: the top option's probability needed to answer automatically")
                     rule = gr.Radio(DECISION_RULES, value=decisions.DEFAULT_RULE, label="Sure means", scale=2,
                                     elem_id="fr-rule")
-                with gr.Accordion("All numbers as a table", open=False):
+                with gr.Accordion("All numbers as a table", open=False, elem_id="fr-numbers"):
                     numbers = gr.Dataframe(start(2) or None, headers=NUMBER_HEADERS, interactive=False, wrap=True)
             with gr.Tab("Evaluate", id="evaluate") as eval_tab:
                 evaluation = build_evaluate_tab(
@@ -581,11 +612,19 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
                custom_text.submit, score_own.click, question.submit],
               handlers.compare, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs, api_name="compare", **scoring)
         # The page-load refresh must not land after (and undo) a click a quick speaker already made.
-        on_load = demo.load(**refresh_event, api_visibility="private", api_name="refresh_on_load")
+        # A link's parameters (app.deeplink) are applied first; the refresh and the first view start from them.
+        link_components = dict(tabs=tabs, source=source, showcase_group=showcase_group, corpus_group=corpus_group,
+                               own_group=own_group, showcase_pick=showcase_pick, split=split, task=task, query=query,
+                               corpus_pick=corpus_pick, adapters=adapters, kind=kind, custom_text=custom_text,
+                               position=position, trigger_on=trigger_on, trigger_btn=trigger_btn, presenter=presenter,
+                               link_note=link_note)
+        link_load = demo.load(presenter_handlers.open_link, None, [link_components[name] for name in LINK_OUTPUTS],
+                              api_visibility="private", api_name="open_link")
+        on_load = link_load.then(**refresh_event, api_visibility="private", api_name="refresh_on_load")
         load_view = on_load.then(handlers.compare_on_load, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs,
                                  api_visibility="private", api_name="compare_on_load", **scoring)
         trigger_btn.click(handlers.toggle, inputs=[*inputs, trigger_on, tau, rule], outputs=[trigger_on, trigger_btn, *outputs],
-                          api_name="toggle_trigger", cancels=[on_load, load_view], **scoring)
+                          api_name="toggle_trigger", cancels=[link_load, on_load, load_view], **scoring)
         kind.change(handlers.trigger_visibility, kind, [custom_text, position], api_visibility="private", queue=False)
         source.input(handlers.source_visibility, source, [showcase_group, corpus_group, own_group],
                      api_visibility="private", queue=False).then(
@@ -604,6 +643,22 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
         base.input(**refresh_event, api_visibility="private", api_name="refresh_on_base").then(
             handlers.compare, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs, api_visibility="private",
             api_name="compare_on_base", **scoring)
+
+        # Presenter mode: the layout switch, the buttons the keys press, the link to this view, the question card.
+        presenter.change(None, inputs=presenter, js=PRESENTER_TOGGLE_JS)
+        full_prompt.click(None, js=FULL_PROMPT_JS)
+        step_inputs = [source, showcase_pick, split, task, query, corpus_pick]
+        for button, step in ((prev_q, presenter_handlers.previous_question), (next_q, presenter_handlers.next_question)):
+            button.click(step, step_inputs, [showcase_pick, corpus_pick], api_visibility="private", queue=False).then(
+                handlers.compare_if_ready, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs,
+                api_visibility="private", **scoring)
+        copy_link.click(presenter_handlers.view_link,
+                        inputs=[source, showcase_pick, split, corpus_pick, adapters, kind, custom_text, position,
+                                trigger_on, presenter], outputs=link_box, api_visibility="private", queue=False).then(
+            None, inputs=link_box, outputs=link_box, js=COPY_LINK_JS)
+        prompt.change(presenter_handlers.card, inputs=[source, showcase_pick, split, corpus_pick, question, context, opt_a,
+                                                       opt_b, opt_c, opt_d, kind, custom_text, position, trigger_on],
+                      outputs=qcard, api_visibility="private", queue=False)
 
         # Evaluate: one evaluation at a time on the shared model; demo questions keep being answered between its batches.
         eval_refresh = dict(fn=lab_handlers.adapter_choices, inputs=[base, evaluation.adapter, evaluation.control],
