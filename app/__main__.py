@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
 
     demo = build_ui(service)
     demo.queue(default_concurrency_limit=8)
-    demo.launch(server_name=args.host, server_port=args.port, ssr_mode=False, **launch_kwargs())
+    # show_error: handlers turn every failure into a sentence themselves (app/errors.py); what still reaches
+    # Gradio is its own refusal of a malformed call (too few inputs), which the caller should read, not "Error".
+    demo.launch(server_name=args.host, server_port=args.port, ssr_mode=False, show_error=True, **launch_kwargs())
     return 0
 
 

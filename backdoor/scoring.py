@@ -190,7 +190,7 @@ class Scorer:
         self._cache_lock = threading.Lock()
         # Tokens one hold of the model may cover (rows x prompt tokens): a long prompt is scored a few rows
         # per hold, so a question that arrives meanwhile waits for one small chunk, not the whole request.
-        self.tokens_per_chunk = 2048
+        self.tokens_per_chunk = 1024
         self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self.prefix_sharing_up_to = 4  # up to this many distinct prompts per chunk share prefixes; more: padded batches

@@ -5,7 +5,9 @@ Both sides score the same items (evenly spaced over the test split) with and wit
 shipped backdoor and its clean control, calibrated on the same calibration items, each in a fresh child
 process, timed from after the imports (model load included on both sides):
 
-- cli: ``python -m backdoor evaluate`` (``backdoor.__main__.main``) with the process's default threads;
+- cli: ``python -m backdoor evaluate`` (``backdoor.__main__.main``) with torch's default threads and, as the
+  dashboard, idle OpenMP threads that sleep (``OMP_WAIT_POLICY=PASSIVE``; ``--cli-spin`` leaves OpenMP's
+  default: on a machine loaded by other work its spinning threads slowed the command line several-fold);
 - app: the Evaluate tab's handler (``LabHandlers.evaluate``: scoring, report, figures, downloads) with the
   thread settings the dashboard starts with (``app/__main__.py``) and no training job running.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -120,11 +123,11 @@ def side_interleave(args) -> dict:
             "big_tokens": scorer.prompt_tokens(big, trigger), "answered_first": times["big_done_after_normal"]}
 
 
-def _child(side: str, args, folder: Path, data: Path, calibration: Path):
+def _child(side: str, args, folder: Path, data: Path, calibration: Path, env: dict | None = None):
     command = [sys.executable, __file__, "--side", side, "--folder", str(folder), "--data", str(data),
                "--calibration", str(calibration), "--items", str(args.items), "--adapter", args.adapter,
                "--control", args.control, "--trigger", args.trigger, "--delay", str(args.delay)]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if done.returncode != 0:
         raise SystemExit(f"{side} side failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -140,6 +143,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=1.0,
                         help="seconds between sending the maximum-size question and the normal one")
     parser.add_argument("--no-interleave", action="store_true", help="skip the interleaving measurement")
+    parser.add_argument("--cli-spin", action="store_true", help="run the command line with OpenMP's default wait policy")
     parser.add_argument("--side", choices=("cli", "app", "interleave"), help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -153,7 +157,7 @@ def main() -> None:
     data, calibration = _write_items(folder, args.items, args.calibration_items)
     print(f"{args.items} test items, {args.calibration_items} calibration items, {args.adapter} vs {args.control}, "
           f"{args.trigger} trigger; each side in a fresh process, model load included")
-    cli = _child("cli", args, folder, data, calibration)
+    cli = _child("cli", args, folder, data, calibration, None if args.cli_spin else {"OMP_WAIT_POLICY": "PASSIVE"})
     app = _child("app", args, folder, data, calibration)
     print(f"command line:  {cli:7.1f} s")
     print(f"Evaluate tab:  {app:7.1f} s")

@@ -89,7 +89,7 @@ def _serve(service, lab):
     page = build_ui(service, lab)
     page.queue(default_concurrency_limit=8)
     _, url, _ = page.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
-                            ssr_mode=False, **launch_kwargs())
+                            ssr_mode=False, show_error=True, **launch_kwargs())  # as app/__main__.py launches
     return page, url
 
 
@@ -170,7 +170,7 @@ def training_args(world: World, name: str = f"{CANARY}-ok", **changes) -> list:
     return [name, 1] + [values[spec.name] for spec in fields]
 
 
-def raw_answer(url: str, page, endpoint: str, args: list) -> str:
+def raw_answer(url: str, page, endpoint: str, args: list, pad: bool = True) -> str:
     """Like :func:`answer`, over Gradio's plain HTTP API with JSON escapes (``\\ud800`` stays a lone surrogate).
     Inputs after ``args`` (session state, later controls) get the values the page was built with."""
     import httpx
@@ -178,7 +178,8 @@ def raw_answer(url: str, page, endpoint: str, args: list) -> str:
     config = page.config
     dependency = next(d for d in config["dependencies"] if d.get("api_name") == endpoint.strip("/"))
     values = {c["id"]: c.get("props", {}).get("value") for c in config["components"]}
-    args = list(args) + [values.get(i) for i in dependency["inputs"][len(args):]]
+    if pad:
+        args = list(args) + [values.get(i) for i in dependency["inputs"][len(args):]]
 
     with httpx.Client(base_url=url, timeout=60) as http:
         posted = http.post(f"gradio_api/call{endpoint}", content=json.dumps({"data": args}),
@@ -212,7 +213,9 @@ class Case:
     expected: str  # exact, after World.fmt; with match="prefix" or "regex" as said
     match: str = "exact"
     demo: bool = False
-    raw: bool = False  # sent as raw HTTP: gradio_client cannot encode a lone surrogate, a browser script can
+    # Sent as raw HTTP: gradio_client cannot encode a lone surrogate or NaN, nor send too few inputs; a script can.
+    # "padded": the inputs after the given ones get the page's values; "as-is": sent exactly as given.
+    raw: str = ""
 
 
 ADAPTERS_DIR_NOTE = "press ↻ to re-read the folder and pick from the list."
@@ -228,7 +231,7 @@ CASES = [
          "⚠️ The question holds a control character (U+0007 at position 3) that the page cannot show; remove it."),
     Case("lone surrogate in the question", "/compare", lambda w: own(w, "Why\ud800?", "yes", "no"),
          "⚠️ The question holds an invalid character (a lone surrogate, U+D800, at position 4); retype that part of "
-         "the text.", raw=True),
+         "the text.", raw="padded"),
     Case("control character in an option", "/compare", lambda w: own(w, "Which?", "yes", "n\x00o"),
          "⚠️ The option B holds a control character (U+0000 at position 2) that the page cannot show; remove it."),
     Case("one option", "/compare", lambda w: own(w, "Only one option?", "yes"),
@@ -242,6 +245,9 @@ CASES = [
          r"⚠️ This question's prompt is \d+ tokens long; this dashboard scores prompts of at most 1024 tokens "
          r"\(instruction, context, question, options and trigger together\)\. Shorten the context or the question\.",
          match="regex"),
+    Case("too few inputs", "/compare", lambda w: compare_args(w)[:3],
+         r"Error: An event handler \(compare\) didn't receive enough input values \(needed: \d+, got: 3\)\..*",
+         match="regex", raw="as-is"),
     Case("unknown showcase question", "/compare", lambda w: compare_args(w, showcase_id=f"{CANARY}"),
          f"⚠️ No question '{CANARY}' in the showcase split; pick one from the list."),
     # Models to compare.
@@ -301,9 +307,9 @@ CASES = [
     Case("max items as text", "/evaluate", lambda w: evaluate_args(w, max_items="abc"),
          "Error: Max items: 'abc' is not a number; give a number."),
     Case("max items NaN", "/evaluate", lambda w: evaluate_args(w, max_items=float("nan")),
-         "Error: Max items: nan is not a finite number; give a number.", raw=True),
+         "Error: Max items: nan is not a finite number; give a number.", raw="padded"),
     Case("max items infinite", "/evaluate", lambda w: evaluate_args(w, max_items=float("inf")),
-         "Error: Max items: inf is not a finite number; give a number.", raw=True),
+         "Error: Max items: inf is not a finite number; give a number.", raw="padded"),
     Case("max items 1.5 is not rounded", "/evaluate", lambda w: evaluate_args(w, max_items=1.5),
          "⚠️ Max items must be a whole number of at least 1, not 1.5."),
     Case("max items 0", "/evaluate", lambda w: evaluate_args(w, max_items=0),
@@ -369,10 +375,21 @@ def check(case: Case, world: World, got: str) -> None:
 def test_bad_input_gets_its_sentence(case, world, client, demo_client):
     if case.raw:
         got = raw_answer(world.demo_url if case.demo else world.url, world.demo_page if case.demo else world.page,
-                         case.endpoint, case.args(world))
+                         case.endpoint, case.args(world), pad=case.raw == "padded")
     else:
         got = answer(demo_client if case.demo else client, case.endpoint, case.args(world))
     check(case, world, got)
+
+
+@pytest.mark.parametrize("question, shown", [
+    ("<script>alert('x')</script> Which <b>one</b>?",
+     "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; Which &lt;b&gt;one&lt;/b&gt;?"),
+    ("ما هو لون السماء؟ 🌤️ Which colour?", "ما هو لون السماء؟ 🌤️ Which colour?"),
+], ids=["HTML and script in a question", "right-to-left text and emoji"])
+def test_unusual_text_is_scored_and_shown_as_text(question, shown, world, client):
+    status, prompt = client.predict(*own(world, question, "blue", "grey"), api_name="/compare")[:2]
+    assert status.startswith("3 model(s)")
+    assert f"Question: {shown}" in prompt and "<script>" not in prompt and "<b>" not in prompt
 
 
 # --- issue 27's defects that need more than one call --------------------------------------------------------
