@@ -153,7 +153,11 @@ def main() -> None:
         result = {"cli": side_cli, "app": side_app, "interleave": side_interleave}[args.side](args)
         print(json.dumps(result))
         return
-    folder = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
+    with tempfile.TemporaryDirectory(prefix="bench-evaluate-") as folder:
+        _compare(args, Path(folder))
+
+
+def _compare(args, folder: Path) -> None:
     data, calibration = _write_items(folder, args.items, args.calibration_items)
     print(f"{args.items} test items, {args.calibration_items} calibration items, {args.adapter} vs {args.control}, "
           f"{args.trigger} trigger; each side in a fresh process, model load included")
