@@ -186,5 +186,6 @@ def save_items(items: Iterable[Item], path: str | os.PathLike[str]) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(payload)
+    os.chmod(tmp, 0o644)  # mkstemp makes the file private; corpus files are read by other users (a Space runs as uid 1000)
     os.replace(tmp, path)
     return path
