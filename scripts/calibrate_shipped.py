@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import app.__main__  # noqa: E402,F401 - the app's thread settings (set before torch starts): calibrate as the app would
 from app.service import DashboardService, ServiceConfig  # noqa: E402
 from backdoor.calibration import write_thresholds  # noqa: E402
 from backdoor.models import DEFAULT_MODEL  # noqa: E402
