@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import gradio as gr
 
 from app.deeplink import SPLITS, View, parse_view, resolve_columns, view_query
+from app.errors import reports_errors
 from app.service import DashboardError
 from backdoor.models import BASE_ADAPTER
 from backdoor.prompts import CONTEXT_LABELS
@@ -336,22 +337,19 @@ class PresenterHandlers:
 
     # stepping through questions --------------------------------------------------------------
 
+    @reports_errors("step to another question", lambda self, message: [gr.skip(), gr.skip()])
     def step(self, delta: int, source: str, showcase_id: str | None, split: str | None, task: str | None,
              query: str | None, corpus_id: str | None) -> list:
         """The next (``delta`` 1) or previous (-1) question of the current source, wrapping round: updates for
         the showcase and corpus pickers."""
         showcase, corpus, _ = self.sources
-        try:
-            if source == showcase:
-                ids = [item.id for item in self.service.showcase()]
-                return [gr.update(value=_neighbour(ids, showcase_id, delta)) if ids else gr.skip(), gr.skip()]
-            if source == corpus:
-                items = self.service.browse(split or "test", None if task in (None, "", self.all_tasks) else task, query)
-                ids = [item.id for item in items]
-                return [gr.skip(), gr.update(value=_neighbour(ids, corpus_id, delta)) if ids else gr.skip()]
-        except DashboardError as err:
-            gr.Warning(str(err))
-            return [gr.skip(), gr.skip()]
+        if source == showcase:
+            ids = [item.id for item in self.service.showcase()]
+            return [gr.update(value=_neighbour(ids, showcase_id, delta)) if ids else gr.skip(), gr.skip()]
+        if source == corpus:
+            items = self.service.browse(split or "test", None if task in (None, "", self.all_tasks) else task, query)
+            ids = [item.id for item in items]
+            return [gr.skip(), gr.update(value=_neighbour(ids, corpus_id, delta)) if ids else gr.skip()]
         gr.Info("Next and previous step through the showcase or the corpus; your own question has no neighbours.")
         return [gr.skip(), gr.skip()]
 
@@ -363,6 +361,7 @@ class PresenterHandlers:
 
     # the link to this view ---------------------------------------------------------------------
 
+    @reports_errors("write the link to this view", lambda self, message: gr.skip())
     def view_link(self, source, showcase_id, split, corpus_id, adapters, kind, custom_text, position, trigger_on,
                   presenter) -> Any:
         """The query string of the current view (the page's script makes it a full link and copies it)."""
@@ -382,6 +381,7 @@ class PresenterHandlers:
 
     # the card ------------------------------------------------------------------------------------
 
+    @reports_errors("show the question card", lambda self, message: gr.skip())
     def card(self, source, showcase_id, split, corpus_id, question, context, a, b, c, d, kind, custom_text, position,
              trigger_on) -> Any:
         """The presenter's question card for the question and trigger now on the page."""
