@@ -43,6 +43,21 @@ TARGETS = {"fresh_start_calibration_passes": 0, "new_adapter_s": 90.0}
 OLD_CHUNK = 4  # items per Scorer call in the old one-adapter-at-a-time calibration
 
 
+def new_adapter(source: Path, target: Path) -> None:
+    """A copy of ``source`` with slightly other weights (its upper LoRA scaled by 1.01) and no thresholds file: what a
+    newly trained backdoor costs to calibrate (same shape, lower layers shared with its victim)."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(source, target)
+    (target / calibration.THRESHOLDS_FILE).unlink()
+    weights = load_file(str(target / "adapter_model.safetensors"))
+    last = max(int(name.split(".layers.")[1].split(".")[0]) for name in weights if ".layers." in name)
+    for name in weights:
+        if f".layers.{last}." in name and "lora_B" in name:
+            weights[name] = weights[name] * 1.01
+    save_file(weights, str(target / "adapter_model.safetensors"), metadata={"format": "pt"})
+
+
 def cold(scorer) -> None:
     """Forget every cached distribution and lower-layer state, so a timed calibration starts from nothing."""
     with scorer._lock:
@@ -125,8 +140,7 @@ def main() -> None:
               f"calibration passes: {len(passes)}")
 
         # 2. A new adapter: background calibration while the page is live, vs the old way.
-        shutil.copytree(adapters / "backdoor-text", adapters / "new-backdoor")
-        (adapters / "new-backdoor" / calibration.THRESHOLDS_FILE).unlink()
+        new_adapter(adapters / "backdoor-text", adapters / "new-backdoor")
         scorer = service.loaded(base).scorer
         cold(scorer)
         started = time.perf_counter()
@@ -159,7 +173,8 @@ def main() -> None:
     for name, target in TARGETS.items():
         value = results[name]
         ok = value <= target
-        print(f"target {name} <= {target}: {'met' if ok else 'NOT met'} ({value:.1f})")
+        print(f"target {name} <= {target}: {'met' if ok else 'NOT met'} ({value:.1f}, "
+              f"{results['calibration_items']} calibration items)")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 
