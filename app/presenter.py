@@ -41,7 +41,7 @@ body { --fr-plot-h: clamp(280px, calc(100vh - 725px), 440px); }
 #fr-columns > .column { gap: 6px !important; }
 #fr-title span.md { display: flex; flex-wrap: wrap; align-items: baseline; column-gap: 18px; }
 #fr-title h1, #fr-title p { margin: 0 !important; }
-.fr-prompt { position: relative; max-height: clamp(8em, calc(100vh - 760px), 24em); }
+.fr-prompt { position: relative; max-height: clamp(8em, calc(100vh - 790px), 24em); }
 .fr-keys { font-size: 0.9rem; color: var(--body-text-color-subdued); }
 .tabitem:has(#fr-keys-wrap) { position: relative; }
 #fr-keys-wrap { position: absolute !important; top: -46px; right: 0; z-index: 5; width: auto !important; }
