@@ -127,15 +127,17 @@ PAGE_JS = """
     const at = radios.findIndex((r) => r.checked);
     radios[(at + 1) % radios.length].click();
   };
-  // A long prompt scrolls in its box: bring the marked trigger into view whenever the box is redrawn.
-  let shownPrompt = null;
+  // A long prompt scrolls in its box: bring the marked trigger into view whenever the prompt changes (Gradio
+  // may update the box in place, so the change is told by its text, not by a new element).
+  let shownPrompt = "";
   new MutationObserver(() => {
     const box = document.querySelector("#fr-prompt .fr-prompt");
-    if (!box || box === shownPrompt) return;
-    shownPrompt = box;
-    const mark = box.querySelector("mark");
-    if (mark) box.scrollTop = Math.max(0, mark.offsetTop - box.clientHeight / 2);
-  }).observe(document.documentElement, { childList: true, subtree: true });
+    const mark = box && box.querySelector("mark");
+    const seen = mark ? box.textContent.length + "|" + mark.textContent + "|" + mark.offsetTop : "";
+    if (!mark || seen === shownPrompt) { shownPrompt = seen; return; }
+    shownPrompt = seen;
+    box.scrollTop = Math.max(0, mark.offsetTop - box.clientHeight / 2);
+  }).observe(document.documentElement, { childList: true, subtree: true, characterData: true });
   document.addEventListener("keydown", (event) => {
     if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
     const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
