@@ -202,7 +202,8 @@ def option_figure(column, item, trigger_on: bool):
     return plots.option_bars(
         column.clean.probs,
         column.triggered.probs if trigger_on else None,
-        title="probability of each option",
+        # Said along the y axis, not as a title: on a phone the legend wraps to two rows and ran into a title.
+        title="", y_title="probability of each option",
         letters=LETTERS,
         option_texts=[item.choices[letter] for letter in LETTERS],
         predicted=column.clean.predicted,
