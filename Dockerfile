@@ -8,7 +8,8 @@ ARG FRAGILE_DEMO=1
 # slim CPU-only image: --build-arg PIP_EXTRA_INDEX_URL=... (or PIP_INDEX_URL=...); pip reads them from the environment.
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
-# 1: also calibrate the conformal thresholds of the shipped adapters at build time (a few minutes, saves visitors the wait)
+# 1: also calibrate, at build time, the conformal thresholds of any adapter that does not ship its own conformal.json
+# (the shipped ones do, so for them this costs nothing)
 ARG PREWARM_CALIBRATION=1
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -34,7 +35,7 @@ RUN pip install -r requirements.txt \
 COPY --chown=user:user . .
 USER user
 
-# Dequantise the GGUF weights into $FRAGILE_CACHE now (and calibrate the shipped adapters), so start-up takes seconds.
+# Dequantise the GGUF weights into $FRAGILE_CACHE now (and calibrate adapters without shipped thresholds), so start-up takes seconds.
 RUN if [ "$PREWARM_CALIBRATION" = "1" ]; then calibration=sync; else calibration=off; fi \
  && python -m app --prewarm --calibration "$calibration"
 
