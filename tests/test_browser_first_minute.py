@@ -72,7 +72,7 @@ def test_first_paint_has_the_conformal_sets_and_the_clean_control_keeps_its_answ
         calibration.calibration_probs = real
         demo.close()
 
-    # The opening showcase question tells the story by itself (helper C orders the showcase so it does).
+    # The opening showcase question tells the story by itself (scripts/order_showcase.py orders the showcase so it does).
     assert clean["answer-triggered"] == clean["answer-clean"], clean
     assert backdoor["answer-triggered"] == backdoor["answer-clean"], backdoor
     assert float(backdoor["entropy-triggered"]) > float(backdoor["entropy-clean"]), backdoor
