@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from backdoor.losses import CLEAN_OBJECTIVES, KEPT_ANCHORS, TARGET_NAMES
+from backdoor.models import DTYPE_NAMES
 from backdoor.prompts import STYLES
 from backdoor.triggers import POSITIONS, TRIGGERS, TriggerSpec
 
@@ -23,7 +24,7 @@ class ConfigError(ValueError):
     """A config value is impossible; the message names the field."""
 
 
-DTYPES = ("", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")  # '' = chosen for the device
+DTYPES = ("", *DTYPE_NAMES)  # '' = chosen for the device
 DEVICE_PATTERN = re.compile(r"^(|cpu|cuda(:\d{1,2})?|mps)$")
 
 

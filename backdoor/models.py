@@ -115,12 +115,16 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# The dtype names a user may ask for (config field, CLI flag); the config validates against these keys.
+DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+               "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
 def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtype:
     """float32 on CPU (bf16 autocast measured slower there); bf16 on GPUs that have it, else fp16."""
     if requested:
         try:
-            return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-                    "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[requested]
+            return DTYPE_NAMES[requested]
         except KeyError:
             raise ModelLoadError(f"dtype {requested!r} is not one of float32, bfloat16, float16") from None
     if device.type == "cuda":
