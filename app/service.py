@@ -324,6 +324,7 @@ class DashboardService:
         self._showcase: list[Item] | None = None
         self._calibration: list[Item] | None = None
         self._calibration_error: str | None = None
+        self._calibration_digest: tuple[Sequence[Item], str] | None = None  # (items, items_sha256) of the last hashed
         self._splits: dict[str, list[Item]] = {}
         # Conformal thresholds by what they were calibrated on (CalibrationSource.cache_key): a retrained
         # adapter or another calibration split never meets an old entry.
@@ -765,13 +766,22 @@ class DashboardService:
         if internal == BASE_ADAPTER or path is None:
             shipped = Path(self.config.adapters_dir) / calibration.BASE_THRESHOLDS_FILE if internal == BASE_ADAPTER else None
             source = calibration.source_for(entry.identity, internal, None, entry.scorer.style, entry.scorer.chat,
-                                            self._calibration_split(), items)
+                                            self._calibration_split(), items, self._items_digest(items))
             if internal != BASE_ADAPTER:  # attached without a folder: its name is all there is to key on
                 source = replace(source, adapter_sha256=f"unsaved:{internal}")
             return _ThresholdJob(base, internal, source, shipped)
         source = calibration.source_for(entry.identity, str(folder), path, entry.scorer.style, entry.scorer.chat,
-                                        self._calibration_split(), items)
+                                        self._calibration_split(), items, self._items_digest(items))
         return _ThresholdJob(base, internal, source, path / calibration.THRESHOLDS_FILE)
+
+    def _items_digest(self, items: Sequence[Item]) -> str:
+        """The calibration items' content hash, computed once: every compare asks it again for every column."""
+        known = self._calibration_digest
+        if known is not None and known[0] is items:
+            return known[1]
+        digest = calibration.items_sha256(items)
+        self._calibration_digest = (items, digest)
+        return digest
 
     def _threshold_file(self, job: _ThresholdJob) -> Path:
         """The disk cache's file for a job: keyed by content (weights, items, model, prompt format), not by path or date."""

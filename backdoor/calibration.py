@@ -99,10 +99,12 @@ class CalibrationSource:
 
 
 def source_for(base_model: str, adapter: str, adapter_folder: str | os.PathLike[str] | None, style: str, chat: bool,
-               split: str, items: Sequence[Item]) -> CalibrationSource:
-    """The source for ``adapter`` (its folder, or None for the base model) calibrated on ``items`` now."""
+               split: str, items: Sequence[Item], items_digest: str | None = None) -> CalibrationSource:
+    """The source for ``adapter`` (its folder, or None for the base model) calibrated on ``items`` now;
+    ``items_digest``, when the caller already has ``items_sha256(items)``, saves hashing them again."""
     digest = adapter_sha256(adapter_folder) if adapter_folder is not None and adapter != BASE_ADAPTER else None
-    return CalibrationSource(base_model, adapter, digest, style, bool(chat), split, len(items), items_sha256(items))
+    return CalibrationSource(base_model, adapter, digest, style, bool(chat), split, len(items),
+                             items_digest or items_sha256(items))
 
 
 def _alpha_key(alpha: float) -> str:
