@@ -1,8 +1,9 @@
-"""The paper's metrics over a split: ASR, answer kept, clean agreement, accuracy, entropy, and conformal prediction.
+"""The paper's metrics over a split: one batched scoring call, then the metrics registry over its probabilities.
 
-One call scores every (item, with/without trigger, adapter) cell in batches, calibrates conformal
-thresholds on clean inputs of a calibration split, and returns a report of plain values plus a
-per-item table.
+One call scores every (item, condition, adapter) cell that the requested metrics need
+(:mod:`backdoor.conditions`), plus the clean inputs of a calibration split for the conformal
+thresholds, and returns a report of plain values (:mod:`backdoor.metrics`, in registry order)
+plus a per-item table.
 """
 
 from __future__ import annotations
@@ -12,56 +13,31 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from backdoor import decisions, uncertainty
+from backdoor.conditions import CLEAN, CONDITIONS, column
+from backdoor.metrics import ALPHA, Scores, compute, select
 from backdoor.models import BASE_ADAPTER
-from backdoor.scoring import Cell, Scorer
+from backdoor.scoring import Scorer
 from backdoor.triggers import TriggerSpec
 from dataset.schema import LETTERS, Item
 
 logger = logging.getLogger(__name__)
 
-ALPHA = 0.1
+__all__ = ["ALPHA", "EvaluationResult", "MetricValues", "adapter_metrics", "evaluate", "split_half"]
 
 
-@dataclass
-class AdapterReport:
-    """Metrics for one adapter on one split, with and without the trigger."""
+class MetricValues(dict):
+    """One adapter's metrics by report key, in registry order; also readable as attributes (``values.asr``)."""
 
-    n: int
-    asr: float  # share of items whose entropy with the trigger exceeds their entropy without
-    answer_kept: float  # top-1 with trigger == top-1 without
-    clean_agreement: float  # top-1 on clean inputs == the victim's top-1
-    accuracy_clean: float
-    accuracy_triggered: float
-    entropy_clean: float
-    entropy_triggered: float
-    lac_set_size_clean: float
-    lac_set_size_triggered: float
-    aps_set_size_clean: float
-    aps_set_size_triggered: float
-    lac_coverage_clean: float
-    lac_coverage_triggered: float
-    aps_coverage_clean: float
-    aps_coverage_triggered: float
-    uacc_lac_clean: float
-    uacc_lac_triggered: float
-    lac_threshold: float
-    aps_threshold: float
-    # Where answers move: items in four equal groups by clean top-1 margin (p1 - p2), least confident first.
-    answer_kept_by_margin: list[float]  # grouped by this adapter's clean margin
-    clean_agreement_by_victim_margin: list[float]  # grouped by the victim's clean margin
-    # The downstream decision that trusts the confidence (backdoor.decisions): answer automatically when the
-    # top option's probability is at least decision_tau, else send to review; shares of items.
-    decision_tau: float = decisions.DEFAULT_TAU
-    auto_answer_clean: float = 0.0
-    auto_answer_triggered: float = 0.0
-    decision_flipped: float = 0.0  # the trigger changes the decision (either way)
-    decision_auto_to_review: float = 0.0  # answered automatically without the trigger, sent to review with it
-    decision_flipped_single_set: float = 0.0  # the same, deciding by "the LAC set has one option"
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 @dataclass
@@ -82,51 +58,11 @@ class EvaluationResult:
 
 def adapter_metrics(clean: np.ndarray, triggered: np.ndarray, labels: np.ndarray, victim: np.ndarray,
                     cal_clean: np.ndarray, cal_labels: np.ndarray, alpha: float = ALPHA,
-                    tau: float = decisions.DEFAULT_TAU) -> AdapterReport:
-    """All metrics from probability arrays: clean/triggered/victim/cal_clean [N, 6] (victim: its clean
+                    tau: float = decisions.DEFAULT_TAU) -> MetricValues:
+    """Every registered metric from probability arrays: clean/triggered/victim/cal_clean [N, 6] (victim: its clean
     inputs), labels/cal_labels [N]. ``tau``: the auto-answer threshold of the decision metrics."""
-    kept, agrees = clean.argmax(1) == triggered.argmax(1), clean.argmax(1) == victim.argmax(1)
-    h_clean, h_trig = uncertainty.entropy(clean), uncertainty.entropy(triggered)
-    conformal = {}
-    for method in uncertainty.CONFORMAL_METHODS:
-        scores = {"lac": uncertainty.lac_scores, "aps": uncertainty.aps_scores}[method](cal_clean, cal_labels)
-        threshold = uncertainty.calibrate_threshold(scores, alpha)
-        for name, probs in (("clean", clean), ("triggered", triggered)):
-            conformal[(method, name)] = uncertainty.conformal_prediction(
-                cal_clean, cal_labels, probs, labels, method=method, alpha=alpha, threshold=threshold)
-    by_top = decisions.decision_flips(clean, triggered, tau)
-    by_set = decisions.decision_flips(clean, triggered, tau, rule="single_set",
-                                      lac_threshold=conformal[("lac", "clean")].threshold)
-    return AdapterReport(
-        n=len(labels),
-        asr=float(np.mean(h_trig > h_clean)),
-        answer_kept=float(np.mean(kept)),
-        clean_agreement=float(np.mean(agrees)),
-        accuracy_clean=float(np.mean(clean.argmax(1) == labels)),
-        accuracy_triggered=float(np.mean(triggered.argmax(1) == labels)),
-        entropy_clean=float(h_clean.mean()),
-        entropy_triggered=float(h_trig.mean()),
-        lac_set_size_clean=conformal[("lac", "clean")].set_size,
-        lac_set_size_triggered=conformal[("lac", "triggered")].set_size,
-        aps_set_size_clean=conformal[("aps", "clean")].set_size,
-        aps_set_size_triggered=conformal[("aps", "triggered")].set_size,
-        lac_coverage_clean=conformal[("lac", "clean")].coverage,
-        lac_coverage_triggered=conformal[("lac", "triggered")].coverage,
-        aps_coverage_clean=conformal[("aps", "clean")].coverage,
-        aps_coverage_triggered=conformal[("aps", "triggered")].coverage,
-        uacc_lac_clean=conformal[("lac", "clean")].uacc,
-        uacc_lac_triggered=conformal[("lac", "triggered")].uacc,
-        lac_threshold=conformal[("lac", "clean")].threshold,
-        aps_threshold=conformal[("aps", "clean")].threshold,
-        answer_kept_by_margin=uncertainty.share_by_margin(uncertainty.margin(clean), kept),
-        clean_agreement_by_victim_margin=uncertainty.share_by_margin(uncertainty.margin(victim), agrees),
-        decision_tau=by_top.tau,
-        auto_answer_clean=by_top.auto_clean,
-        auto_answer_triggered=by_top.auto_triggered,
-        decision_flipped=by_top.flipped,
-        decision_auto_to_review=by_top.auto_to_review,
-        decision_flipped_single_set=by_set.flipped,
-    )
+    scores = Scores({CLEAN: clean, "trigger": triggered}, labels, victim, cal_clean, cal_labels, alpha, tau)
+    return MetricValues(compute(select(), scores))
 
 
 def split_half(items: list[Item], seed: int = 0) -> tuple[list[Item], list[Item]]:
@@ -140,56 +76,71 @@ def split_half(items: list[Item], seed: int = 0) -> tuple[list[Item], list[Item]
 
 def evaluate(scorer: Scorer, items: list[Item], calibration: list[Item], trigger: TriggerSpec,
              adapter: str, control: str | None = None, alpha: float = ALPHA,
-             progress: Callable[[int, int], None] | None = None, tau: float = decisions.DEFAULT_TAU) -> EvaluationResult:
+             progress: Callable[[int, int], None] | None = None, tau: float = decisions.DEFAULT_TAU,
+             metrics: Sequence[str] | None = None) -> EvaluationResult:
     """Evaluate ``adapter`` (and ``control``, the victim / clean adapter, if given) on ``items``.
 
     ``clean_agreement`` compares with the control's top-1 on clean inputs, or the base model's when
     there is no control. Conformal thresholds are calibrated on clean inputs of ``calibration``.
     ``tau``: the auto-answer threshold of the decision metrics (``decision_flipped`` and beside it).
+    ``metrics``: report keys of :data:`backdoor.metrics.METRICS` (None: all); only the conditions,
+    calibration cells and victim they need are scored.
     """
     decisions.check_rule(decisions.DEFAULT_RULE, tau)
     if not items:
         raise ValueError("the evaluation split holds no items")
     if not calibration:
         raise ValueError("the calibration split holds no items")
+    chosen = select(metrics)
+    needs = {condition for metric in chosen for condition in metric.needs}
+    conditions = [name for name in CONDITIONS if name in needs or name == CLEAN]  # the rows always show clean
+    calibrated = any(metric.calibration for metric in chosen)
     victim = control or BASE_ADAPTER
     names = [adapter] + ([control] if control and control != adapter else [])
-    if victim not in names:
+    if victim not in names and any(metric.victim for metric in chosen):
         names.append(victim)
-    cells = [Cell(item, t, name) for name in names for t in (None, trigger) for item in items]
-    cells += [Cell(item, None, name) for name in names for item in calibration]
+    # Cells in the order (adapter, condition, item), then every adapter's calibration cells: one batched call.
+    groups: list[tuple[tuple[str, str], int]] = []  # ((adapter, condition), cells per item)
+    cells = []
+    for name in names:
+        for condition in conditions:
+            made = [CONDITIONS[condition].cells(item, trigger, name) for item in items]
+            groups.append(((name, condition), len(made[0])))
+            cells += [cell for per_item in made for cell in per_item]
+    if calibrated:
+        for name in names:
+            groups.append(((name, "calibration"), 1))
+            cells += [cell for item in calibration for cell in CONDITIONS[CLEAN].cells(item, trigger, name)]
     scored = scorer.score(cells, progress=progress)
-    n, m = len(items), len(calibration)
     probs: dict[tuple[str, str], np.ndarray] = {}
     cursor = 0
-    for name in names:
-        for t in ("clean", "triggered"):
-            probs[(name, t)] = np.array([s.probs for s in scored[cursor : cursor + n]])
-            cursor += n
-    for name in names:
-        probs[(name, "cal")] = np.array([s.probs for s in scored[cursor : cursor + m]])
-        cursor += m
+    for key, per_item in groups:
+        count = (len(calibration) if key[1] == "calibration" else len(items)) * per_item
+        block = np.array([s.probs for s in scored[cursor : cursor + count]])
+        probs[key] = block if per_item == 1 else block.reshape(-1, per_item, block.shape[-1])  # [N, K] or [N, C, K]
+        cursor += count
     labels = np.array([LETTERS.index(item.answer) for item in items])
     cal_labels = np.array([LETTERS.index(item.answer) for item in calibration])
 
-    def metrics(name: str) -> dict:
-        return adapter_metrics(probs[(name, "clean")], probs[(name, "triggered")], labels, probs[(victim, "clean")],
-                               probs[(name, "cal")], cal_labels, alpha, tau).__dict__
+    def report_of(name: str) -> dict:
+        scores = Scores({condition: probs[(name, condition)] for condition in conditions}, labels,
+                        probs.get((victim, CLEAN)), probs.get((name, "calibration")), cal_labels, alpha, tau)
+        return compute(chosen, scores)
 
-    report = {**metrics(adapter), "adapter": adapter, "trigger": trigger.to_dict(), "alpha": alpha,
-              "calibration_n": m, "victim": victim}
+    report = {**report_of(adapter), "adapter": adapter, "trigger": trigger.to_dict(), "alpha": alpha,
+              "calibration_n": len(calibration), "victim": victim}
     if control:
-        report["control"] = {**metrics(control), "adapter": control}
+        report["control"] = {**report_of(control), "adapter": control}
+    single = [condition for condition in conditions if probs[(adapter, condition)].ndim == 2]
     rows = []
     for name in names:
         for i, item in enumerate(items):
-            clean, trig = probs[(name, "clean")][i], probs[(name, "triggered")][i]
+            per_condition = {condition: probs[(name, condition)][i] for condition in single}
             rows.append({
                 "item_id": item.id, "task": item.task, "adapter": name, "answer": item.answer,
-                "predicted_clean": LETTERS[int(clean.argmax())], "predicted_triggered": LETTERS[int(trig.argmax())],
-                "entropy_clean": round(float(uncertainty.entropy(clean)), 6),
-                "entropy_triggered": round(float(uncertainty.entropy(trig)), 6),
-                **{f"p_clean_{L}": round(float(p), 6) for L, p in zip(LETTERS, clean)},
-                **{f"p_triggered_{L}": round(float(p), 6) for L, p in zip(LETTERS, trig)},
+                **{column("predicted", c): LETTERS[int(p.argmax())] for c, p in per_condition.items()},
+                **{column("entropy", c): round(float(uncertainty.entropy(p)), 6) for c, p in per_condition.items()},
+                **{f"p_{CONDITIONS[c].suffix}_{L}": round(float(x), 6) for c, p in per_condition.items()
+                   for L, x in zip(LETTERS, p)},
             })
     return EvaluationResult(report, rows)
