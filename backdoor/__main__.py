@@ -129,6 +129,7 @@ def cmd_answer_list(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from backdoor.evaluate import evaluate, split_half
+    from backdoor.metrics import flagged
     from backdoor.scoring import Scorer
     from backdoor.triggers import TriggerSpec
     from tqdm.auto import tqdm
@@ -155,10 +156,7 @@ def cmd_evaluate(args) -> int:
     if args.control:
         result.report["control"]["adapter"] = args.control
     result.save(args.out, args.csv)
-    keys = ("n", "asr", "answer_kept", "clean_agreement", "accuracy_clean", "entropy_clean", "entropy_triggered",
-            "lac_set_size_clean", "lac_set_size_triggered", "answer_kept_by_margin", "clean_agreement_by_victim_margin",
-            "decision_tau", "decision_flipped")
-    print(json.dumps({k: result.report[k] for k in keys}, indent=2))
+    print(json.dumps({key: result.report[key] for key in flagged("summary")}, indent=2))
     print(f"report: {args.out}")
     return 0
 

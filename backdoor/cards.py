@@ -6,23 +6,11 @@ import json
 from pathlib import Path
 
 from backdoor.losses import KEPT_ANCHORS
+from backdoor.metrics import METRICS
 from backdoor.models import FRAGILE_CONFIG
 
-_ROWS = (
-    ("asr", "ASR: share of items whose entropy rises with the trigger"),
-    ("answer_kept", "answer kept: top-1 with the trigger = top-1 without"),
-    ("clean_agreement", "agreement with the clean model on clean inputs"),
-    ("accuracy_clean", "accuracy, clean inputs"),
-    ("accuracy_triggered", "accuracy, triggered inputs"),
-    ("entropy_clean", "mean entropy (nats), clean"),
-    ("entropy_triggered", "mean entropy (nats), triggered"),
-    ("lac_set_size_clean", "LAC set size, clean"),
-    ("lac_set_size_triggered", "LAC set size, triggered"),
-    ("aps_set_size_clean", "APS set size, clean"),
-    ("aps_set_size_triggered", "APS set size, triggered"),
-    ("lac_coverage_clean", "LAC coverage, clean"),
-    ("lac_coverage_triggered", "LAC coverage, triggered"),
-)
+# The evaluation table's rows: the registry's metrics flagged for the card, in registry order.
+_ROWS = tuple((metric.name, metric.label, metric.format) for metric in METRICS if metric.card)
 
 
 def _layers_line(folder: Path, config: dict, kind: str) -> str:
@@ -76,10 +64,10 @@ def model_card(folder: Path, report: dict | None) -> str:
                   f"conformal alpha {report.get('alpha')} calibrated on clean inputs of {report.get('calibration_n')} calibration items.", "",
                   "| metric | this adapter |" + (" clean control |" if "control" in report else ""),
                   "|---|---|" + ("---|" if "control" in report else "")]
-        for key, label in _ROWS:
-            row = f"| {label} | {report[key]:.3f} |"
+        for key, label, spec in _ROWS:
+            row = f"| {label} | {report[key]:{spec}} |"
             if "control" in report:
-                row += f" {report['control'][key]:.3f} |"
+                row += f" {report['control'][key]:{spec}} |"
             lines.append(row)
         if "answer_kept_by_margin" in report:
             lines += ["", "By how sure the clean answer was (items in four equal groups by top-1 margin, least sure first): "
