@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -212,13 +213,71 @@ class AdapterInfo:
     extra: dict = field(default_factory=dict)
 
 
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")  # PEFT's weight files, preferred first
+
+
+def is_adapter_folder(path: Path) -> bool:
+    """Whether ``path`` holds a PEFT adapter (its adapter_config.json)."""
+    return (path / ADAPTER_CONFIG).is_file()
+
+
+def arm_folder(child: str | os.PathLike[str], holds: Callable[[Path], bool] = is_adapter_folder) -> Path | None:
+    """The saved folder a child of an adapters folder holds: the child itself, or a training run's ``adapter/``
+    one level down; None when neither ``holds`` one (by default: a PEFT adapter) or the child is hidden (a folder
+    being written, such as a publish's staging copy)."""
+    child = Path(child)
+    if child.name.startswith("."):
+        return None
+    return next((path for path in (child, child / "adapter") if path.is_dir() and holds(path)), None)
+
+
+def weights_stamp(folder: str | os.PathLike[str]) -> str:
+    """Size and modification time of a folder's PEFT weights ('' without any): changes when it is retrained in place."""
+    for name in WEIGHT_FILES:
+        weights = Path(folder) / name
+        if weights.is_file():
+            stat = weights.stat()
+            return f"{stat.st_size}:{stat.st_mtime_ns}"
+    return ""
+
+
+def check_weights(folder: str | os.PathLike[str]) -> None:
+    """ModelLoadError ('adapter_model.safetensors is damaged (why)') when a folder's safetensors weights cannot be
+    opened or hold no tensors. Read before PEFT touches a model: PEFT inserts LoRA layers before it reads the
+    weights, so a damaged file found later would leave the shared base model altered. A .bin file is left to PEFT."""
+    weights = Path(folder) / WEIGHT_FILES[0]
+    if not weights.is_file():
+        return
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as handle:
+            if not list(handle.keys()):
+                raise ValueError("it holds no tensors")
+    except Exception as err:  # noqa: BLE001 - safetensors raises several types for a damaged file
+        raise ModelLoadError(f"{weights.name} is damaged ({err})") from None
+
+
+def saved_base_model(folder: str | os.PathLike[str]) -> str:
+    """The base model a saved folder was trained for ('' when it does not say): Fragile's config, else PEFT's."""
+    folder = Path(folder)
+    for name, key in ((FRAGILE_CONFIG, "base_model_id"), (ADAPTER_CONFIG, "base_model_name_or_path")):
+        try:
+            saved = json.loads((folder / name).read_text()) if (folder / name).is_file() else {}
+        except (OSError, json.JSONDecodeError) as err:
+            raise ModelLoadError(f"{folder}: {name} is corrupt ({err})") from err
+        if isinstance(saved, dict) and saved.get(key):
+            return str(saved[key])
+    return ""
+
+
 def read_adapter_info(path: str | os.PathLike[str], name: str | None = None) -> AdapterInfo:
     """Read an adapter folder's PEFT and Fragile configs; ModelLoadError if it is not a readable adapter."""
     path = Path(path)
     peft_config = path / ADAPTER_CONFIG
     if not peft_config.is_file():
         raise ModelLoadError(f"adapter {str(name or path)!r}: {path} has no {ADAPTER_CONFIG}; it is not a PEFT adapter folder")
-    if not any((path / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
+    if not any((path / f).is_file() for f in WEIGHT_FILES):
         raise ModelLoadError(f"adapter {str(name or path)!r}: {path} has no adapter_model.safetensors")
     try:
         peft = json.loads(peft_config.read_text())
@@ -244,10 +303,8 @@ def discover_adapters(folder: str | os.PathLike[str], base_identity: str | None 
     folder = Path(folder)
     found = []
     for child in sorted(folder.iterdir()) if folder.is_dir() else []:
-        if child.name.startswith("."):  # a folder being written (a publish's staging copy) is never an adapter
-            continue
-        path = child if (child / ADAPTER_CONFIG).is_file() else child / "adapter"
-        if not (path / ADAPTER_CONFIG).is_file():
+        path = arm_folder(child)
+        if path is None:
             continue
         try:
             info = read_adapter_info(path, child.name)
@@ -274,17 +331,10 @@ def attach_adapters(model, adapters: dict[str, str | os.PathLike[str]], base_ide
                 f"adapter {adapter_name!r} was trained for base model {info.base_model!r}, not {base_identity!r}; "
                 "load it with that base model"
             )
-        weights = Path(path) / "adapter_model.safetensors"
-        if weights.is_file():
-            # Read the header first: PEFT inserts LoRA layers before it reads the weights, so a
-            # damaged file found later would leave the shared base model altered.
-            try:
-                from safetensors import safe_open
-
-                with safe_open(str(weights), framework="pt") as handle:
-                    handle.keys()
-            except Exception as err:
-                raise ModelLoadError(f"adapter {adapter_name!r}: {weights} is damaged ({err}); re-train or re-copy it") from err
+        try:
+            check_weights(path)
+        except ModelLoadError as err:
+            raise ModelLoadError(f"adapter {adapter_name!r}: {err} in {path}; re-train or re-copy it") from err
         try:
             if isinstance(model, PeftModel):
                 model.load_adapter(str(path), adapter_name=adapter_name, is_trainable=False)
