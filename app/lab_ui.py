@@ -18,12 +18,12 @@ from app.errors import reports_errors
 from app.lab import (BACKDOOR_ONLY, DEFAULT_EVAL_ITEMS, EVAL_SPLITS, VICTIM_FITTED, EvaluationRun, FormField, JobView,
                      Lab)
 from app.service import DashboardError
+from backdoor import metrics
+from backdoor.conditions import CONDITIONS, column
 from backdoor.models import BASE_ADAPTER
 
 
 POLL_SECONDS = 2.0
-ITEM_HEADERS = ["question", "task", "key", "answer", "answer + trigger", "entropy", "entropy + trigger", "flattened",
-                "control answer", "control answer + trigger", "control entropy", "control entropy + trigger"]
 JOB_HEADERS = ["job", "adapter", "kind", "status", "progress", "created", "took", "error"]
 TRAINING_OFF = ("**Training is switched off in this demo.** Fine-tuning runs for minutes to hours and would tie up "
                 "the shared machine. Run the app yourself (`python -m app`) to launch clean or backdoor training "
@@ -47,72 +47,95 @@ def _share(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
 
 
+def _card(name: str, label: str, shown: str, data: str, under: str) -> str:
+    return (f'<div class="fr-card" data-metric="{name}" {data}><div class="fr-card-label">{html.escape(label)}</div>'
+            f'<div class="fr-card-value">{html.escape(shown)}</div>'
+            f'<div class="fr-card-control">{html.escape(under)}</div></div>')
+
+
 def metric_cards_html(run: EvaluationRun) -> str:
-    """ASR, answer kept, accuracy and clean agreement as big numbers, the control's value under each."""
+    """The registry's headline metrics as big numbers (shares), the control's value under each that shows one;
+    a metric the report lacks (a report from before it) has no card."""
     report, control = run.report, run.report.get("control")
-    cards = [
-        ("asr", "ASR (entropy rises with the trigger)", report["asr"], control and control["asr"]),
-        ("answer_kept", "answer kept with the trigger", report["answer_kept"], control and control["answer_kept"]),
-        ("accuracy", "accuracy: no trigger → trigger", None, None),
-        ("clean_agreement", "agrees with the control (no trigger)", report["clean_agreement"], None),
-    ]
-    if "decision_flipped" in report:  # what the flattening breaks: a system that auto-answers when sure
-        cards.append(("decision_flipped", f"auto-answer decisions the trigger flips (top option ≥ {report['decision_tau']:.2f})",
-                      report["decision_flipped"], control and control.get("decision_flipped")))
     out = []
-    for key, label, value, control_value in cards:
-        if key == "accuracy":
-            shown = f"{_share(report['accuracy_clean'])} → {_share(report['accuracy_triggered'])}"
-            data = f'data-value="{report["accuracy_clean"]:.4f}" data-triggered="{report["accuracy_triggered"]:.4f}"'
-            under = (f"control: {_share(control['accuracy_clean'])} → {_share(control['accuracy_triggered'])}"
-                     if control else "")
+    for metric in metrics.headlines():
+        head = metric.headline
+        if metric.name not in report:
+            continue
+        label = head.label.format(**report)
+        if head.then:  # the same metric without and with the trigger, after an arrow
+            before, after = report[metric.name], report[head.then]
+            shown, data = f"{_share(before)} → {_share(after)}", f'data-value="{before:.4f}" data-triggered="{after:.4f}"'
+            under = (f"control: {_share(control[metric.name])} → {_share(control[head.then])}"
+                     if control and head.control else "")
         else:
+            value = report[metric.name]
+            control_value = control.get(metric.name) if control and head.control else None
             shown, data = _share(value), f'data-value="{value:.4f}"'
             under = f"control: {_share(control_value)}" if control_value is not None else ""
-        out.append(f'<div class="fr-card" data-metric="{key}" {data}><div class="fr-card-label">{html.escape(label)}</div>'
-                   f'<div class="fr-card-value">{html.escape(shown)}</div>'
-                   f'<div class="fr-card-control">{html.escape(under)}</div></div>')
+        out.append(_card(head.card or metric.name, label, shown, data, under))
     return f'<div class="fr-cards">{"".join(out)}</div>'
+
+
+def _item_columns() -> list[tuple[str, str]]:
+    """The per-question table's (row key, header): the answers and entropies under each condition, the control's beside."""
+    own = [(column(stem, c), header + CONDITIONS[c].label) for stem, header in (("predicted", "answer"), ("entropy", "entropy"))
+           for c in CONDITIONS]
+    return ([("item_id", "question"), ("task", "task"), ("answer", "key"), *own, ("flattened", "flattened")]
+            + [(f"control_{key}", f"control {header}") for key, header in own])
+
+
+ITEM_COLUMNS = _item_columns()
+ITEM_HEADERS = [header for _, header in ITEM_COLUMNS]
 
 
 def item_table(run: EvaluationRun) -> list[list]:
     rows = []
     for row in run.item_rows():
-        rows.append([row["item_id"], row["task"], row["answer"], row["predicted_clean"], row["predicted_triggered"],
-                     round(row["entropy_clean"], 3), round(row["entropy_triggered"], 3), "▲" if row["flattened"] else "",
-                     row.get("control_predicted_clean", ""), row.get("control_predicted_triggered", ""),
-                     round(row["control_entropy_clean"], 3) if "control_entropy_clean" in row else "",
-                     round(row["control_entropy_triggered"], 3) if "control_entropy_triggered" in row else ""])
+        cells = []
+        for key, _ in ITEM_COLUMNS:
+            value = row.get(key, "")
+            if key == "flattened":
+                value = "▲" if value else ""
+            elif isinstance(value, float):
+                value = round(value, 3)
+            cells.append(value)
+        rows.append(cells)
     return rows
 
 
-EVAL_FIGURES = 6  # the Evaluate tab's plots, two a row
+def _registry_figure(name: str, figure: metrics.Figure, run: EvaluationRun) -> Any:
+    """One of the registry's figures from the report: the metrics whose ``plot`` names it give its series."""
+    report, control = run.report, run.report.get("control")
+    entries = [metric for metric in metrics.METRICS if metric.plot and metric.plot[0] == name]
+    title = figure.title.format(adapter=run.adapter, victim=run.control or "the base model", target=1 - report["alpha"])
+    if figure.kind == "conditions":
+        bars: dict[str, list[float]] = {}
+        for metric in entries:
+            bars.setdefault(metric.plot[1], []).append(report[metric.name])
+        return plots.conformal_bars({series: tuple(values) for series, values in bars.items()}, title=title,
+                                    y_title=figure.y_title, as_percent=figure.percent, y_max=figure.y_max,
+                                    reference=1 - report["alpha"] if figure.target else None)
+    series = {}
+    for metric in entries:
+        series[run.adapter] = (report[metric.name], plots.OKABE_ITO[figure.colours[0]])
+        if run.control and figure.control:
+            series[f"{run.control} (control)"] = (control[metric.name], plots.OKABE_ITO[figure.colours[1]])
+    return plots.margin_bars(series, title=title, y_title=figure.y_title)
+
+
+EVAL_FIGURES = 2 + len(metrics.FIGURES)  # the Evaluate tab's plots, two a row: two entropy histograms, then the registry's
 
 
 def evaluation_figures(run: EvaluationRun) -> list:
-    """The Evaluate tab's plots: entropy histograms (backdoored, control), conformal set sizes and coverage,
-    answer kept and clean agreement by how sure the clean answer was."""
-    report = run.report
+    """The Evaluate tab's plots: entropy histograms (backdoored, control), then the registry's figures (conformal
+    set sizes and coverage, answer kept and clean agreement by how sure the clean answer was)."""
     figures = [plots.entropy_histogram(*run.entropies(run.adapter), title=f"{run.adapter}: entropy per item")]
     if run.control:
         figures.append(plots.entropy_histogram(*run.entropies(run.control), title=f"{run.control} (control): entropy per item"))
     else:
         figures.append(plots.empty_figure("control: entropy per item", "no control chosen"))
-    sizes = {m.upper(): (report[f"{m}_set_size_clean"], report[f"{m}_set_size_triggered"]) for m in ("lac", "aps")}
-    coverage = {m.upper(): (report[f"{m}_coverage_clean"], report[f"{m}_coverage_triggered"]) for m in ("lac", "aps")}
-    figures.append(plots.conformal_bars(sizes, title=f"{run.adapter}: conformal set size", y_title="options in the set",
-                                        y_max=6.5))
-    figures.append(plots.conformal_bars(coverage, title=f"{run.adapter}: coverage (target {1 - report['alpha']:.0%})",
-                                        y_title="true answer in the set", as_percent=True, reference=1 - report["alpha"]))
-    kept = {run.adapter: (report["answer_kept_by_margin"], plots.OKABE_ITO["bluish_green"])}
-    if run.control:
-        kept[f"{run.control} (control)"] = (report["control"]["answer_kept_by_margin"], plots.OKABE_ITO["sky_blue"])
-    figures.append(plots.margin_bars(kept, title="answer kept with the trigger, by how sure the clean answer was",
-                                     y_title="answer kept"))
-    victim = run.control or "the base model"
-    figures.append(plots.margin_bars({run.adapter: (report["clean_agreement_by_victim_margin"], plots.CLEAN_COLOUR)},
-                                     title=f"agrees with {victim}, by how sure it was", y_title="same answer, no trigger"))
-    return figures
+    return figures + [_registry_figure(name, figure, run) for name, figure in metrics.FIGURES.items()]
 
 
 def _duration(seconds: float | None) -> str:

@@ -106,6 +106,7 @@ class Figure:
     percent: bool = False
     y_max: float | None = None
     target: bool = False  # a reference line at the coverage target
+    control: bool = False  # margin figures: the control's series beside the adapter's
     colours: tuple[str, ...] = ()  # margin figures: the adapter's colour, then the control's (names in app.plots)
 
 
@@ -114,7 +115,7 @@ FIGURES: dict[str, Figure] = {
     "coverage": Figure("conditions", "{adapter}: coverage (target {target:.0%})", "true answer in the set",
                        percent=True, target=True),
     "kept_by_margin": Figure("margin", "answer kept with the trigger, by how sure the clean answer was", "answer kept",
-                             colours=("bluish_green", "sky_blue")),
+                             control=True, colours=("bluish_green", "sky_blue")),
     "agreement_by_margin": Figure("margin", "agrees with {victim}, by how sure it was", "same answer, no trigger",
                                   colours=("blue",)),
 }
