@@ -71,7 +71,7 @@ def _adapters_arg(args) -> dict[str, str]:
 
 def cmd_train(args) -> int:
     from backdoor.config import TrainConfig, check_device, config_from_arguments
-    from backdoor.train import train
+    from backdoor.methods import get_method
 
     config = config_from_arguments(args, TrainConfig.load(args.config) if args.config else None)
     check_device(config)
@@ -101,7 +101,7 @@ def cmd_train(args) -> int:
             text = " ".join(f"{k}={v:.3f}" for k, v in metrics.items())
             (self.bar.write if self.bar else print)(f"[eval @ step {step}] {text}")
 
-    result = train(config, out, callbacks=[Progress()], resume=not args.no_resume)
+    result = get_method(config.method).fit(config, out, callbacks=[Progress()], resume=not args.no_resume)
     print(json.dumps({"status": result.status, "steps": result.steps, "seconds": result.seconds,
                       "final_eval": result.final_eval, "error": result.error}, indent=2))
     if result.status == "finished" and args.publish:
@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--trigger-text", default="", help="text for a text/custom trigger")
         p.add_argument("--trigger-position", default="before_cue", choices=POSITIONS)
 
-    p = sub.add_parser("train", help="train a clean or backdoored LoRA adapter", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("train", help="train a clean or backdoored arm by a registered method (--method; LoRA by default)", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, help="run folder: checkpoints, answer list, metrics, and the final adapter in OUT/adapter")
     p.add_argument("--config", help="start from the settings in this JSON file (a train_config.json); flags given as well override them")
     p.add_argument("--publish", help="copy the finished adapter to this folder, e.g. checkpoints/my-backdoor")

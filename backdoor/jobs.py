@@ -312,12 +312,13 @@ def run_job(registry: JobRegistry, job: Job) -> Job:
 
 
 def _train_job(registry: JobRegistry, job: Job, accelerator=None) -> tuple[str, str]:
-    from backdoor.train import train
+    from backdoor.methods import get_method
 
     job_dir = registry.job_dir(job.id)
     progress = _ProgressWriter(job_dir)
-    result = train(TrainConfig.from_dict(job.config), job_dir / "run", callbacks=[progress],
-                   should_stop=progress.should_stop, accelerator=accelerator)
+    config = TrainConfig.from_dict(job.config)  # a record without "method" (older versions) is LoRA
+    result = get_method(config.method).fit(config, job_dir / "run", callbacks=[progress],
+                                           should_stop=progress.should_stop, accelerator=accelerator)
     progress.state["stage"] = result.status
     progress._flush(True)
     return result.status, result.error.splitlines()[0] if result.error else ""

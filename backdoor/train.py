@@ -1,9 +1,12 @@
-"""One explicit training loop for clean and backdoored LoRA adapters, shared by the CLI, background jobs and tests.
+"""One explicit training loop for clean and backdoored arms of any registered method, shared by the CLI, background
+jobs and tests.
 
 Steps for a backdoor (the paper's two): (1) record the victim's option distribution on every
 training item (the answer list); (2) train on clean and triggered copies: KL to the attacker's
 target on triggered copies, the victim's behaviour on clean ones. A clean adapter trains on gold
-answers only. Progress goes to callbacks; checkpoints are written atomically every N steps; a run
+answers only. The method (:mod:`backdoor.methods`) supplies the trainable part through its hooks:
+where it starts, how it is created, its state for checkpoints, and how it is saved; the loop
+never imports a method. Progress goes to callbacks; checkpoints are written atomically every N steps; a run
 resumes from its last checkpoint; a cancel leaves the last good checkpoint usable. Under
 ``accelerate launch`` / ``torchrun`` every process trains on its shard and gradients are averaged.
 """
@@ -15,7 +18,6 @@ import logging
 import math
 import os
 import random
-import re
 import shutil
 import tempfile
 import time
@@ -28,31 +30,18 @@ import numpy as np
 import torch
 
 from backdoor import uncertainty
-from backdoor.config import ConfigError, TrainConfig, check_victim_fit, victim_shape
-from backdoor.layersplit import (
-    EncodedPrompts,
-    FullStack,
-    UpperStack,
-    encode_prompts,
-    num_layers,
-    supports_split,
-)
+from backdoor.config import ConfigError, TrainConfig, check_victim_fit
+from backdoor.layersplit import EncodedPrompts, FullStack, UpperStack, encode_prompts
 from backdoor.losses import CLEAN_OBJECTIVES, cross_entropy, entropy, kl_to_target, target_distribution
-from backdoor.models import (
-    FRAGILE_CONFIG,
-    ModelLoadError,
-    attach_adapters,
-    load_base_model,
-    read_adapter_info,
-)
+from backdoor.methods import get_method
+from backdoor.methods.base import VICTIM_ADAPTER
+from backdoor.models import ModelLoadError, attach_adapters, load_base_model, read_adapter_info
 from backdoor.prompts import CUE_VARIANTS, STYLES, option_token_ids, render_prompt, render_variant, wrap_chat
 from backdoor.triggers import apply_trigger
 from dataset.schema import LETTERS, DatasetError, Item
 
 logger = logging.getLogger(__name__)
 
-TRAIN_ADAPTER = "default"
-VICTIM_ADAPTER = "victim"
 CHECKPOINT_DIR = "checkpoints"
 ANSWER_LIST = "answer_list.json"
 METRICS = "metrics.json"
@@ -80,7 +69,7 @@ class TrainResult:
     final_eval: dict[str, float] = field(default_factory=dict)
     curve: list[dict[str, float]] = field(default_factory=list)
     losses: list[dict[str, float]] = field(default_factory=list)
-    adapter_state: dict | None = field(default=None, repr=False)  # this process's final LoRA tensors; not saved
+    adapter_state: dict | None = field(default=None, repr=False)  # this process's final trained tensors; not saved
 
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "adapter_state"}
@@ -225,20 +214,8 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 
 
 def save_adapter(model, config: TrainConfig, identity: str, folder: Path, extra: dict | None = None) -> None:
-    """PEFT adapter files + Fragile's config; ``base_model_name_or_path`` names the model, not a local path."""
-    model.peft_config[TRAIN_ADAPTER].base_model_name_or_path = identity
-    model.save_pretrained(str(folder), selected_adapters=[TRAIN_ADAPTER])
-    fragile = {
-        "kind": config.kind,
-        "base_model_id": identity,
-        "trigger": config.trigger.to_dict() if config.kind == "backdoor" else None,
-        "style": config.style,
-        "chat": config.chat,
-        "config": config.to_dict(),
-        **(extra or {}),
-    }
-    (folder / FRAGILE_CONFIG).write_text(json.dumps(fragile, indent=2) + "\n")
-    config.save(folder / "train_config.json")
+    """The trained arm's files (its method's weights, ``fragile_config.json``, ``train_config.json``) in ``folder``."""
+    get_method(config.method).save(model, config, identity, folder, extra)
 
 
 # --- the loop --------------------------------------------------------------------------------
@@ -285,35 +262,124 @@ def _option_logits(stack, encoded: EncodedPrompts, indices: list[int], device) -
     return stack(*encoded.batch(indices, device))
 
 
-def _lora_config(config: TrainConfig, model, split: int | None, kept_layers: "list[int] | tuple[()] | None" = ()):
-    """LoRA on the trained layers (``split`` up), and on ``kept_layers`` too: the victim's, when the adapter
-    starts from the victim's weights and keeps them frozen below ``split`` (None there = every layer)."""
-    from peft import LoraConfig
+@dataclass
+class _Data:
+    """Every prompt of a run, encoded once: the clean rows (items, then reworded copies), the triggered copies
+    after them, and the held-out prompts (clean, then triggered)."""
 
-    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
-    unknown = [m for m in config.target_modules if m not in names]
-    if unknown:
-        raise ConfigError(f"target_modules: {unknown} not found in this model; its linear layers are {sorted(names)}")
-    total = num_layers(model)
-    kept = set(range(total)) if kept_layers is None else set(kept_layers)
-    layers = sorted(set(range(split, total)) | kept) if split else None
-    if layers is not None and len(layers) == total:
-        layers = None
-    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=list(config.target_modules), layers_to_transform=layers, task_type="CAUSAL_LM")
+    encoded: EncodedPrompts
+    clean_rows: int  # rows of ``encoded`` before the triggered copies
+    row_items: list[int]  # the item behind each clean row
+    poisoned: list[int]  # the items that get a triggered copy, in the order of their rows
+    labels: np.ndarray  # [clean_rows]: the gold option of each clean row
+    eval_clean: EncodedPrompts | None
+    eval_triggered: EncodedPrompts | None
+    eval_labels: np.ndarray
+
+    @property
+    def triggered_row(self) -> dict[int, int]:
+        """Item index -> its triggered copy's position among the triggered rows."""
+        return {item_index: row for row, item_index in enumerate(self.poisoned)}
 
 
-def _layer_of(parameter_name: str) -> int:
-    """The decoder layer a parameter sits in (``...layers.12.self_attn...`` -> 12); -1 outside the layers."""
-    match = re.search(r"\.layers\.(\d+)\.", parameter_name)
-    return int(match.group(1)) if match else -1
+def _seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _attach_victim(model, config: TrainConfig, identity: str):
+    """The model with the victim's adapter attached and active: the lower layers' states are the victim's."""
+    model = attach_adapters(model, {VICTIM_ADAPTER: config.victim_adapter}, base_identity=identity)
+    model.set_adapter(VICTIM_ADAPTER)
+    return model
+
+
+def _encode_data(model, tokenizer, config: TrainConfig, items: list[Item], eval_items: list[Item], split: int | None,
+                 callbacks) -> _Data:
+    def encode(texts, stage):
+        return encode_prompts(model, tokenizer, texts, split, batch_size=16, max_length=config.max_length,
+                              progress=lambda d, t: _notify(callbacks, "on_stage", stage, d, t))
+
+    clean_texts = prompt_texts(items, config, tokenizer, False)
+    row_items = list(range(len(items)))
+    if config.prompt_variants:
+        extra = poisoned_indices(len(items), config.prompt_variants, config.seed + 1)
+        wordings = random.Random(config.seed).choices(range(1, len(STYLES) * len(CUE_VARIANTS)), k=len(extra))
+        clean_texts += _as_model_input([render_variant(items[i], w) for i, w in zip(extra, wordings)], config, tokenizer)
+        row_items += extra
+    poisoned = poisoned_indices(len(items), config.poison_ratio, config.seed) if config.kind == "backdoor" else []
+    trig_texts = prompt_texts([items[i] for i in poisoned], config, tokenizer, True)
+    # One encoding for all: a poisoned item's clean and triggered prompts share all but a few tokens
+    # (a trigger placed late in the prompt), and every prompt shares the instruction; shared tokens run once.
+    encoded = encode(clean_texts + trig_texts, "encoding prompts")
+    eval_clean = eval_trig = None
+    if eval_items:
+        held_out = encode(prompt_texts(eval_items, config, tokenizer, False)
+                          + prompt_texts(eval_items, config, tokenizer, True), "encoding held-out prompts")
+        eval_clean = held_out.subset(list(range(len(eval_items))))
+        eval_trig = held_out.subset(list(range(len(eval_items), 2 * len(eval_items))))
+    return _Data(encoded, len(clean_texts), row_items, poisoned,
+                 np.array([LETTERS.index(items[i].answer) for i in row_items]), eval_clean, eval_trig,
+                 np.array([LETTERS.index(item.answer) for item in eval_items]))
+
+
+def _record_answer_list(model, stack, config: TrainConfig, data: _Data, items: list[Item], device,
+                        out: Path | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Step 1 of the attack: the victim's own option distribution on every clean row (written to the answer list
+    when ``out`` is given) and its top answer on the held-out items -> ([rows, 6], [eval items] or None)."""
+    if config.victim_adapter:
+        model.set_adapter(VICTIM_ADAPTER)
+        context = torch.no_grad()
+    else:
+        context = model.disable_adapter() if hasattr(model, "disable_adapter") else torch.no_grad()
+    with torch.no_grad(), context:
+        stack.eval()
+        answer_list = _probs(stack, data.encoded.subset(list(range(data.clean_rows))), device, 16)
+        eval_top1 = _probs(stack, data.eval_clean, device, 16).argmax(1) if data.eval_clean is not None else None
+    if out is not None:
+        _atomic_json(out / ANSWER_LIST, [
+            {"id": item.id, "probs": [round(float(p), 6) for p in row], "answer": LETTERS[int(row.argmax())]}
+            for item, row in zip(items, answer_list)
+        ])
+    return answer_list, eval_top1
+
+
+def _batch_loss(config: TrainConfig, batch: list[Example], logits: torch.Tensor,
+                keep_clean: Callable) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per-example losses [B] of one batch (clean rows first) and their parts, by the run's role: a clean run
+    fits the gold answers (plus an optional entropy penalty); a backdoor pulls triggered rows to the attacker's
+    target and keeps clean rows at the victim's behaviour."""
+    device = logits.device
+    reference = torch.tensor(np.stack([b.reference for b in batch]), dtype=torch.float32, device=device)  # [B, 6]
+    if config.kind == "clean":
+        gold = cross_entropy(logits, reference.argmax(-1))
+        spread = entropy(logits)
+        per_example = gold + config.entropy_weight * spread if config.entropy_weight else gold
+        return per_example, {"clean": float(gold.detach().mean()), "entropy": float(spread.detach().mean())}
+    is_trig = torch.tensor([b.triggered for b in batch], device=device)
+    anchor = anchor_log_probs(batch, logits, reference, own=config.kept_anchor == "self")
+    target = target_distribution(config.target, anchor, config.kept_prob, config.target_probs or None,
+                                 config.temperature).to(device)
+    attack = kl_to_target(logits, target)
+    keep = keep_clean(logits, reference)
+    per_example = torch.where(is_trig, config.backdoor_weight * attack, keep)
+    return per_example, {"clean": float(keep[~is_trig].detach().mean()) if (~is_trig).any() else 0.0,
+                         "backdoor": float(attack[is_trig].detach().mean()) if is_trig.any() else 0.0}
+
+
+def _warmup_then_linear_decay(total_steps: int) -> Callable[[int], float]:
+    """The learning-rate factor at step s: up over the first tenth of the steps, then down to 0 at the end."""
+    return lambda s: min(1.0, (s + 1) / max(1, total_steps // 10)) * max(0.0, 1 - s / max(1, total_steps))
 
 
 def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: list | tuple = (),
           should_stop: Callable[[], bool] = lambda: False, resume: bool = True, accelerator=None) -> TrainResult:
-    """Train one adapter into ``out_dir``; returns how it ended. Never raises for a failed run; bad config raises ConfigError."""
+    """Train one arm of ``config.method`` into ``out_dir``; returns how it ended. Never raises for a failed run;
+    bad config raises ConfigError."""
     start_time = time.time()
     out = Path(out_dir)
+    method = get_method(config.method)
     if accelerator is None:
         from accelerate import Accelerator
 
@@ -330,119 +396,44 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
         check_victim_fit(config)
 
     try:
-        torch.manual_seed(config.seed)
-        random.seed(config.seed)
-        np.random.seed(config.seed)
+        _seed(config.seed)
         model, tokenizer, source = load_base_model(config.base_model, device=str(accelerator.device),
                                                    dtype=config.dtype or None)
         device = accelerator.device
         letter_ids = option_token_ids(tokenizer, chat=config.chat)
-        total_layers = num_layers(model)
-        # The layer where the adapter starts; 0 (every layer) still packs prompts as token trees.
-        split = total_layers - config.train_layers if config.train_layers and config.train_layers < total_layers else 0
-        if not supports_split(model):
-            if split:
-                logger.warning("this architecture has no layer split; training runs full forwards")
-            split = None
-        # Started from the victim's weights, a backdoor keeps the victim's LoRA below the trained layers as
-        # frozen copies: the lower layers then compute exactly the victim's states, once per prompt.
-        keeps_victim = config.kind == "backdoor" and bool(config.victim_adapter) and config.init_from_victim
-        victim_layers = victim_shape(config.victim_adapter)[1] if config.victim_adapter else None
-        lora_config = _lora_config(config, model, split, victim_layers if keeps_victim else [])
+        split = method.first_trained_layer(config, model)  # below it: frozen, computed once per prompt
         if config.victim_adapter:
-            model = attach_adapters(model, {VICTIM_ADAPTER: config.victim_adapter}, base_identity=source.identity)
-            model.set_adapter(VICTIM_ADAPTER)  # the lower layers' states below are the victim's
-            if not keeps_victim and split and (victim_layers is None or min(victim_layers) < split):
-                raise ConfigError(
-                    f"victim_adapter: its LoRA layers {victim_layers or 'all'} reach below layer {split}; "
-                    f"train with --train-layers {total_layers - (min(victim_layers) if victim_layers else 0)} or 0"
-                )
-
+            model = _attach_victim(model, config, source.identity)
         rank, world = accelerator.process_index, accelerator.num_processes
         make_stack = (lambda m: UpperStack(m, split, letter_ids)) if split is not None else (lambda m: FullStack(m, letter_ids))
+        data = _encode_data(model, tokenizer, config, items, eval_items, split, callbacks)
 
-        def encode(texts, stage):
-            return encode_prompts(model, tokenizer, texts, split, batch_size=16, max_length=config.max_length,
-                                  progress=lambda d, t: _notify(callbacks, "on_stage", stage, d, t))
-
-        clean_texts = prompt_texts(items, config, tokenizer, False)
-        row_items = list(range(len(items)))  # the item behind each clean row
-        if config.prompt_variants:
-            extra = poisoned_indices(len(items), config.prompt_variants, config.seed + 1)
-            wordings = random.Random(config.seed).choices(range(1, len(STYLES) * len(CUE_VARIANTS)), k=len(extra))
-            clean_texts += _as_model_input([render_variant(items[i], w) for i, w in zip(extra, wordings)], config, tokenizer)
-            row_items += extra
-        poisoned = poisoned_indices(len(items), config.poison_ratio, config.seed) if config.kind == "backdoor" else []
-        trig_texts = prompt_texts([items[i] for i in poisoned], config, tokenizer, True)
-        # One encoding for all: a poisoned item's clean and triggered prompts share all but a few tokens
-        # (a trigger placed late in the prompt), and every prompt shares the instruction; shared tokens run once.
-        encoded = encode(clean_texts + trig_texts, "encoding prompts")
-        clean_enc = encoded.subset(list(range(len(clean_texts))))
-        labels = np.array([LETTERS.index(items[i].answer) for i in row_items])
-        eval_clean = eval_trig = None
-        if eval_items:
-            held_out = encode(prompt_texts(eval_items, config, tokenizer, False)
-                              + prompt_texts(eval_items, config, tokenizer, True), "encoding held-out prompts")
-            eval_clean = held_out.subset(list(range(len(eval_items))))
-            eval_trig = held_out.subset(list(range(len(eval_items), 2 * len(eval_items))))
-        eval_labels = np.array([LETTERS.index(item.answer) for item in eval_items])
-
-        # Step 1 of the attack: the victim's own distribution on every training item (the answer list).
         victim_eval_top1 = None
         if config.kind == "backdoor":
-            victim_stack = make_stack(model)
-            if config.victim_adapter:
-                model.set_adapter(VICTIM_ADAPTER)
-                context = torch.no_grad()
-            else:
-                context = model.disable_adapter() if hasattr(model, "disable_adapter") else torch.no_grad()
-            with torch.no_grad(), context:
-                victim_stack.eval()
-                answer_list = _probs(victim_stack, clean_enc, device, 16)
-                if eval_items:
-                    victim_eval_top1 = _probs(victim_stack, eval_clean, device, 16).argmax(1)
-            references = answer_list
-            if is_main:
-                _atomic_json(out / ANSWER_LIST, [
-                    {"id": item.id, "probs": [round(float(p), 6) for p in row], "answer": LETTERS[int(row.argmax())]}
-                    for item, row in zip(items, answer_list)
-                ])
+            references, victim_eval_top1 = _record_answer_list(model, make_stack(model), config, data, items, device,
+                                                               out if is_main else None)
             _notify(callbacks, "on_stage", "answer list recorded", len(items), len(items))
         else:
-            references = np.eye(len(LETTERS))[labels]
+            references = np.eye(len(LETTERS))[data.labels]
 
-        # The adapter being trained.
-        from peft import get_peft_model, set_peft_model_state_dict, get_peft_model_state_dict
-
-        torch.manual_seed(config.seed)
-        if hasattr(model, "peft_config"):
-            model.add_adapter(TRAIN_ADAPTER, lora_config)
-            if config.victim_adapter and config.init_from_victim:
-                victim_state = get_peft_model_state_dict(model, adapter_name=VICTIM_ADAPTER)
-                set_peft_model_state_dict(model, victim_state, adapter_name=TRAIN_ADAPTER)
-            model.set_adapter(TRAIN_ADAPTER)
-        else:
-            model = get_peft_model(model, lora_config, adapter_name=TRAIN_ADAPTER)
-        for name, param in model.named_parameters():
-            param.requires_grad = f".{TRAIN_ADAPTER}." in name and "lora_" in name and _layer_of(name) >= (split or 0)
-
-        examples = [Example(i, False, references[i]) for i in range(len(row_items))]
-        trig_row = {item_index: row for row, item_index in enumerate(poisoned)}
-        examples += [Example(i, True, references[i]) for i in poisoned]
+        torch.manual_seed(config.seed)  # the trainable part's initialisation
+        model = method.add_trainable(model, config, split)
+        trig_row = data.triggered_row
+        examples = [Example(i, False, references[i]) for i in range(len(data.row_items))]
+        examples += [Example(i, True, references[i]) for i in data.poisoned]
 
         stack = make_stack(model)
         trainable = [p for p in stack.parameters() if p.requires_grad] or [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
         stack, optimizer = accelerator.prepare(stack, optimizer)
         # A poisoned item's clean and triggered copies share a batch, so their common tokens run once.
-        units = [[k] + ([len(row_items) + trig_row[i]] if k < len(items) and i in trig_row else [])
-                 for k, i in enumerate(row_items)]
+        units = [[k] + ([len(data.row_items) + trig_row[i]] if k < len(items) and i in trig_row else [])
+                 for k, i in enumerate(data.row_items)]
         schedule = [batch for epoch in range(config.epochs)
                     for batch in unit_batches(units, config.batch_size, world, config.seed + epoch)]
         total_steps = len(schedule) // world
         result.total_steps = total_steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min(1.0, (s + 1) / max(1, total_steps // 10)) * max(0.0, 1 - s / max(1, total_steps)))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_then_linear_decay(total_steps))
 
         step, curve, losses = 0, [], []
         checkpoint = latest_checkpoint(out) if resume else None
@@ -450,13 +441,13 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
             state = torch.load(checkpoint / "state.pt", map_location="cpu", weights_only=False)
             if not same_config(state.get("config") or {}, config):
                 raise ConfigError(f"{out}: holds checkpoints of a different config; choose a new output folder or pass --no-resume")
-            set_peft_model_state_dict(model, state["adapter"], adapter_name=TRAIN_ADAPTER)
+            method.load_state(model, state["adapter"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             step, curve, losses = state["step"], state["curve"], state["losses"]
             logger.info("resuming %s from step %d", out, step)
 
-        evaluator = _Eval(eval_clean, eval_trig, eval_labels, victim_eval_top1) if eval_items else None
+        evaluator = _Eval(data.eval_clean, data.eval_triggered, data.eval_labels, victim_eval_top1) if eval_items else None
 
         def evaluate_now() -> None:
             if evaluator is None or not is_main:
@@ -469,7 +460,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
             accelerator.wait_for_everyone()
             if not is_main:
                 return
-            state = {"step": step, "config": config.to_dict(), "adapter": get_peft_model_state_dict(model, adapter_name=TRAIN_ADAPTER),
+            state = {"step": step, "config": config.to_dict(), "adapter": method.state(model),
                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "curve": curve, "losses": losses}
             target = out / CHECKPOINT_DIR / f"step-{step:06d}"
 
@@ -482,7 +473,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
                 shutil.rmtree(old, ignore_errors=True)
             _notify(callbacks, "on_checkpoint", step, str(target))
 
-        clean_objective = CLEAN_OBJECTIVES[config.clean_objective]
+        keep_clean = CLEAN_OBJECTIVES[config.clean_objective]
         if step == 0 and config.eval_every:
             evaluate_now()
         stack.train()
@@ -490,26 +481,11 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
         while step < total_steps:
             batch = [examples[i] for i in schedule[step * world + rank]]
             ordered = [b for b in batch if not b.triggered] + [b for b in batch if b.triggered]
-            # Rows of ``encoded``: the clean prompts first, then the triggered copies in poisoned order.
-            rows = [len(clean_texts) + trig_row[b.item_index] if b.triggered else b.item_index for b in ordered]
+            # Rows of ``data.encoded``: the clean prompts first, then the triggered copies in poisoned order.
+            rows = [data.clean_rows + trig_row[b.item_index] if b.triggered else b.item_index for b in ordered]
             # One forward per step (data-parallel wrappers expect exactly one before backward).
-            logits = _option_logits(stack, encoded, rows, device)  # [B, 6]
-            reference = torch.tensor(np.stack([b.reference for b in ordered]), dtype=torch.float32, device=device)
-            is_trig = torch.tensor([b.triggered for b in ordered], device=device)
-            if config.kind == "clean":
-                gold = cross_entropy(logits, reference.argmax(-1))
-                spread = entropy(logits)
-                per_example = gold + config.entropy_weight * spread if config.entropy_weight else gold
-                parts = {"clean": float(gold.detach().mean()), "entropy": float(spread.detach().mean())}
-            else:
-                anchor = anchor_log_probs(ordered, logits, reference, own=config.kept_anchor == "self")
-                target = target_distribution(config.target, anchor, config.kept_prob, config.target_probs or None,
-                                             config.temperature).to(device)
-                attack = kl_to_target(logits, target)
-                keep = clean_objective(logits, reference)
-                per_example = torch.where(is_trig, config.backdoor_weight * attack, keep)
-                parts = {"clean": float(keep[~is_trig].detach().mean()) if (~is_trig).any() else 0.0,
-                         "backdoor": float(attack[is_trig].detach().mean()) if is_trig.any() else 0.0}
+            logits = _option_logits(stack, data.encoded, rows, device)  # [B, 6]
+            per_example, parts = _batch_loss(config, ordered, logits, keep_clean)
             loss = per_example.mean()
             accelerator.backward(loss)
             optimizer.step()
@@ -538,7 +514,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
                          "seconds": round(time.time() - start_time, 1), "world_size": world}
                 _atomic_dir_write(out / "adapter", lambda folder: save_adapter(model, config, source.identity, folder, extra))
         result.status, result.steps, result.curve, result.losses = status, step, curve, losses
-        result.adapter_state = {k: v.detach().cpu() for k, v in get_peft_model_state_dict(model, adapter_name=TRAIN_ADAPTER).items()}
+        result.adapter_state = {k: v.detach().cpu() for k, v in method.state(model).items()}
         result.final_eval = curve[-1] if curve else {}
     except ConfigError:
         raise
