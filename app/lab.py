@@ -28,14 +28,15 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from app.service import DashboardError, DashboardService
-from backdoor.config import KINDS, ConfigError, TrainConfig, victim_shape
+from backdoor.config import ConfigError, TrainConfig
 from backdoor.evaluate import evaluate
 from backdoor.jobs import Job, JobError, JobRegistry
 from backdoor.jobs import _alive as process_alive
-from backdoor.losses import CLEAN_OBJECTIVES, KEPT_ANCHORS, TARGET_NAMES
+from backdoor.methods import METHODS, get_method
+from backdoor.methods.options import shown
 from backdoor.models import BASE_ADAPTER, cpu_threads, set_cpu_threads
-from backdoor.prompts import STYLES, PromptError
-from backdoor.triggers import POSITIONS, TRIGGERS, TriggerError, TriggerSpec
+from backdoor.prompts import PromptError
+from backdoor.triggers import TriggerError, TriggerSpec
 from dataset.corpus import SPLITS, resolve_dataset
 from dataset.schema import DatasetError, Item
 
@@ -47,27 +48,20 @@ RESULTS_PREFIX = "fragile-results-"  # evaluation downloads in the temp folder; 
 OWNER_FILE = ".owner-pid"
 DEFAULT_EVAL_ITEMS = 50
 
+# The form is read off TrainConfig's field metadata (see backdoor.methods.options): no field is named here.
+_FIELDS = dataclasses.fields(TrainConfig)
 # Where each choice field's options come from: the registries, never a second list.
-FIELD_CHOICES: dict[str, tuple[str, ...]] = {
-    "kind": tuple(KINDS),
-    "trigger_kind": tuple(TRIGGERS),
-    "trigger_position": tuple(POSITIONS),
-    "target": TARGET_NAMES,
-    "clean_objective": tuple(CLEAN_OBJECTIVES),
-    "kept_anchor": tuple(KEPT_ANCHORS),
-    "style": tuple(STYLES),
-}
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {f.name: tuple(f.metadata["choices"]) for f in _FIELDS
+                                             if f.metadata.get("choices")}
 # Shown open on the form; every other field sits under "Advanced".
-BASIC_FIELDS = ("kind", "base_model", "victim_adapter", "data", "max_items", "epochs", "trigger_kind", "trigger_text",
-                "trigger_position", "target", "kept_prob", "poison_ratio", "eval_data", "eval_items")
+BASIC_FIELDS = tuple(f.name for f in _FIELDS if f.metadata.get("basic"))
 # Only a backdoor run reads these; the form hides them for a clean run. The victim comes first.
-BACKDOOR_ONLY = ("victim_adapter", "init_from_victim", "trigger_kind", "trigger_text", "trigger_position", "target",
-                 "kept_prob", "kept_anchor", "target_probs", "temperature", "poison_ratio", "backdoor_weight", "clean_objective")
-# Form fields a chosen victim adapter fills in: a backdoor started from its weights needs its rank (its LoRA
-# below the trained layers is kept frozen, so any train layers fit).
-VICTIM_FITTED = ("lora_r",)
+BACKDOOR_ONLY = tuple(f.name for f in _FIELDS if (f.metadata.get("shows") or {}).get("kind") == "backdoor")
+# Form fields a chosen victim adapter fills in (each method names those of its options the victim fixes,
+# e.g. the rank of a LoRA backdoor started from the victim's weights).
+VICTIM_FITTED = tuple(name for method in METHODS.values() for name in method.victim_fitted)
 # Form defaults that differ from TrainConfig's: a run that finishes in minutes on two CPU cores with the default model.
-FORM_DEFAULTS: dict[str, Any] = {"max_items": 200, "epochs": 2}
+FORM_DEFAULTS: dict[str, Any] = {f.name: f.metadata["form_default"] for f in _FIELDS if "form_default" in f.metadata}
 
 
 @dataclass(frozen=True)
@@ -81,10 +75,15 @@ class FormField:
     minimum: float | None = None
     choices: tuple[str, ...] = ()
     basic: bool = False
+    shows: tuple[tuple[str, Any], ...] = ()  # (field, value) pairs: shown only while every one holds
 
     @property
     def label(self) -> str:
         return self.name.replace("_", " ")
+
+    def applies(self, values: Mapping[str, Any]) -> bool:
+        """Whether the form shows this field given the other fields' ``values`` (e.g. kind, method)."""
+        return shown({"shows": dict(self.shows)}, values)
 
 
 @dataclass(frozen=True)
@@ -324,22 +323,19 @@ class Lab:
         folder = Path(self.config.adapters_dir)
         return [("base model (no adapter)", "")] + [
             (choice.label, str(folder / choice.name)) for choice in catalog.offered
-            if choice.name != BASE_ADAPTER and choice.kind == "clean"]
+            if choice.name != BASE_ADAPTER and choice.role == "clean"]
 
     def default_victim(self) -> str:
         choices = self.victim_choices()
         return choices[1][1] if len(choices) > 1 else ""
 
     @staticmethod
-    def victim_settings(victim: str) -> dict[str, int]:
-        """The LoRA rank a backdoor started from ``victim``'s weights must use; empty for the base model or a non-adapter."""
+    def victim_settings(victim: str) -> dict[str, Any]:
+        """The settings a backdoor on ``victim`` must use, by field (each method's own); empty for the base model or
+        a folder no method can read (submitting refuses it with the reason)."""
         if not victim:
             return {}
-        try:
-            rank, _ = victim_shape(victim)
-        except ConfigError:
-            return {}  # submitting refuses it with the reason
-        return {"lora_r": rank} if isinstance(rank, int) else {}
+        return {name: value for method in METHODS.values() for name, value in method.fitted_to_victim(victim).items()}
 
     def form_fields(self) -> list[FormField]:
         """The training form, field by field, from TrainConfig: defaults, help, minimums and registry choices."""
@@ -352,7 +348,7 @@ class Lab:
                 default = self.config.bases[0]
             elif f.name == "victim_adapter" and defaults.kind == "backdoor":
                 default = self.default_victim()
-            if f.name in FIELD_CHOICES:
+            if f.name in FIELD_CHOICES:  # before bool/int: a choice's value may be either
                 kind = "choice"
             elif isinstance(default, bool):
                 kind = "bool"
@@ -365,7 +361,8 @@ class Lab:
             else:
                 kind = "text"
             out.append(FormField(f.name, kind, default, f.metadata.get("help", ""), f.metadata.get("min"),
-                                 FIELD_CHOICES.get(f.name, ()), f.name in BASIC_FIELDS))
+                                 FIELD_CHOICES.get(f.name, ()), f.name in BASIC_FIELDS,
+                                 tuple((f.metadata.get("shows") or {}).items())))
         return out
 
     def train_config(self, values: Mapping[str, Any]) -> TrainConfig:
@@ -455,18 +452,18 @@ class Lab:
 
     @staticmethod
     def _check_victim(config: TrainConfig) -> None:
-        """Starting from the victim's weights needs the same LoRA rank; the trainer would only find out after loading."""
-        if config.kind != "backdoor" or not config.victim_adapter or not config.init_from_victim:
+        """A backdoor on a victim must use the settings the victim fixes for its method (e.g. the rank to start from
+        its weights); the trainer would only find out after loading."""
+        if config.kind != "backdoor" or not config.victim_adapter:
             return
-        try:
-            rank, _ = victim_shape(config.victim_adapter)
-        except ConfigError:
-            raise DashboardError(f"Not started — victim adapter: {config.victim_adapter} is not an adapter folder. "
-                                 "Pick one from the list or leave it empty for the base model.") from None
-        if isinstance(rank, int) and rank != config.lora_r:
-            raise DashboardError(
-                f"Not started — victim adapter: it has LoRA rank {rank} but lora r is {config.lora_r}. Set lora r "
-                f"to {rank} (Advanced settings) or untick init from victim, then press Start again.")
+        specs = {f.name: f for f in _FIELDS}
+        for name, value in get_method(config.method).fitted_to_victim(config.victim_adapter, config).items():
+            if getattr(config, name) != value:
+                label = name.replace("_", " ")
+                raise DashboardError(
+                    f"Not started — victim adapter: it has {specs[name].metadata.get('help', label)} {value} but "
+                    f"{label} is {getattr(config, name)}. Set {label} to {value} (Advanced settings) or start the "
+                    "backdoor afresh, then press Start again.")
 
     @staticmethod
     def _processes(nproc: float | None) -> int:

@@ -30,9 +30,10 @@ _BACKDOOR = {"kind": "backdoor"}  # read by a backdoor run only; the form hides 
 class RunSettings:
     """The settings every method shares: what is trained on, toward what, for how long, on what."""
 
-    kind: str = option("backdoor", "clean: LoRA on gold answers; backdoor: the paper's attack", choices=KINDS, basic=True)
-    method: str = option(DEFAULT_METHOD, f"how the change is planted: {', '.join(METHODS)}", choices=tuple(METHODS),
-                         basic=True)
+    kind: str = option("backdoor", "the run's role: clean (fits the gold answers: the honest control) or backdoor "
+                       "(the paper's attack)", choices=KINDS, basic=True)
+    method: str = option(DEFAULT_METHOD, "how the change is planted: " + ", ".join(
+        f"{name} ({method.label})" for name, method in METHODS.items()), choices=tuple(METHODS), basic=True)
     base_model: str = option("default", "'default', a .gguf file, a model folder or a hub id", basic=True)
     data: str = option("train", "training items: a corpus split name or a .json/.jsonl file", basic=True)
     eval_data: str = option("calibration", "held-out items for the ASR-over-steps curve", basic=True)
