@@ -30,6 +30,58 @@ def num_layers(model) -> int:
     return int(causal_lm_of(model).config.num_hidden_layers)
 
 
+class VirtualTokens:
+    """Soft prompts registered on one model as token ids at and above its vocabulary size, one block of ids
+    per prompt: a soft-prompt arm's prompts are its ids followed by the prompt's own, so token trees, prefix
+    sharing and state caches treat them as any other tokens (two soft prompts share no prefix; one soft
+    prompt's prompts share it). :func:`embed` turns the ids back into the prompt's vectors."""
+
+    def __init__(self, vocab: int):
+        self.vocab = vocab
+        self.blocks: dict[str, list[int]] = {}  # soft prompt key -> its virtual ids
+        self.vectors: torch.Tensor | None = None  # [virtual ids so far, H], row i is id vocab + i
+
+    def add(self, key: str, vectors: torch.Tensor) -> list[int]:
+        """The ids of the soft prompt ``key`` (vectors [P, H]), registering it the first time."""
+        if key not in self.blocks:
+            start = self.vocab + (0 if self.vectors is None else len(self.vectors))
+            self.vectors = vectors if self.vectors is None else torch.cat([self.vectors, vectors.to(self.vectors)])
+            self.blocks[key] = list(range(start, start + len(vectors)))
+        return self.blocks[key]
+
+
+def virtual_tokens(model) -> VirtualTokens:
+    """The model's table of soft-prompt ids (kept on the base CausalLM, so it outlives PEFT wrappers)."""
+    lm = causal_lm_of(model)
+    table = getattr(lm, "_fragile_virtual_tokens", None)
+    if table is None:
+        table = VirtualTokens(lm.get_input_embeddings().num_embeddings)
+        lm._fragile_virtual_tokens = table
+    return table
+
+
+def register_soft_prompt(model, key: str, vectors: torch.Tensor) -> list[int]:
+    """The virtual token ids that stand for the soft prompt ``key`` (vectors [P, H]) on ``model``."""
+    embedding = causal_lm_of(model).get_input_embeddings().weight
+    return virtual_tokens(model).add(key, vectors.detach().to(device=embedding.device, dtype=embedding.dtype))
+
+
+def embed(model, ids: torch.Tensor) -> torch.Tensor:
+    """Token ids [..., T] -> input embeddings [..., T, H]: the one place prompts enter a model here. Ids of a
+    registered soft prompt (see :class:`VirtualTokens`) become its vectors, as PEFT's prompt tuning puts them."""
+    lm = causal_lm_of(model)
+    table = lm.get_input_embeddings()
+    virtual = getattr(lm, "_fragile_virtual_tokens", None)
+    if virtual is None or virtual.vectors is None:
+        return table(ids)
+    is_virtual = ids >= virtual.vocab
+    if not bool(is_virtual.any()):
+        return table(ids)
+    embedded = table(ids.masked_fill(is_virtual, 0))
+    soft = virtual.vectors.to(embedded.device)[(ids - virtual.vocab).clamp(min=0)]  # [..., T, H]
+    return torch.where(is_virtual[..., None], soft.to(embedded.dtype), embedded)
+
+
 def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
     """[B, T] 0/1 mask -> [B, T] positions that ignore left padding."""
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -121,8 +173,7 @@ def token_tree(id_rows: list[torch.Tensor]) -> TokenTree:
 def lower_states(model, input_ids: torch.Tensor, mask: torch.Tensor, split: int) -> torch.Tensor:
     """Hidden states after the first ``split`` layers: [B, T] ids -> [B, T, H]."""
     lm = causal_lm_of(model)
-    hidden = lm.model.embed_tokens(input_ids)
-    return _run_layers(lm, lm.model.layers[:split], hidden, mask)
+    return _run_layers(lm, lm.model.layers[:split], embed(model, input_ids), mask)
 
 
 # Tokens per packed row. Sharing saves tokens, but attention over a row grows with its square: on two
@@ -194,7 +245,7 @@ def lower_states_packed(model, batch: PackedBatch, split: int) -> list[torch.Ten
     lm = causal_lm_of(model)
     device = lm.model.embed_tokens.weight.device
     batch = batch.to(device)
-    hidden = _run_layers(lm, lm.model.layers[:split], lm.model.embed_tokens(batch.inputs), batch.allowed,
+    hidden = _run_layers(lm, lm.model.layers[:split], embed(model, batch.inputs), batch.allowed,
                          batch.positions)  # [R, Q, H]
     return [hidden[r, path.to(device)] for r, path in batch.placed]
 
@@ -221,7 +272,7 @@ class UpperStack(nn.Module):
         [R, Q, H], ``mask`` which token sees which [R, 1, Q, Q], ``positions`` [R, Q], ``last`` [N, 2].
         From split 0 ``hidden`` may be token ids [R, Q]: they are embedded here."""
         if not hidden.is_floating_point():
-            hidden = self._lm[0].model.embed_tokens(hidden)
+            hidden = embed(self._lm[0], hidden)
         hidden = _run_layers(self._lm[0], self.layers, hidden, mask, positions)
         if last is not None:
             return self.option_logits(hidden[last[:, 0], last[:, 1]])
@@ -493,7 +544,7 @@ def lower_states_sharing_prefixes(model, id_rows: list[torch.Tensor], split: int
     runs = earlier if earlier is not None else PrefixRuns()
     device = lm.model.embed_tokens.weight.device
     id_rows = [ids.to(device) for ids in id_rows]
-    embedded = [lm.model.embed_tokens(ids[None])[0] for ids in id_rows]
+    embedded = [embed(model, ids[None])[0] for ids in id_rows]
     computed = run_families(model, range(split), id_rows, embedded, prefix_families(id_rows, min_shared), [runs],
                             min_shared)[0]
     for run in computed:
