@@ -462,8 +462,7 @@ class Lab:
                 label = name.replace("_", " ")
                 raise DashboardError(
                     f"Not started — victim adapter: it has {specs[name].metadata.get('help', label)} {value} but "
-                    f"{label} is {getattr(config, name)}. Set {label} to {value} (Advanced settings) or start the "
-                    "backdoor afresh, then press Start again.")
+                    f"{label} is {getattr(config, name)}. Set {label} to {value} (Advanced settings), then press Start again.")
 
     @staticmethod
     def _processes(nproc: float | None) -> int:
