@@ -1,6 +1,8 @@
-"""The dashboard's service layer: one shared Scorer per base model, adapter discovery, questions, comparisons, conformal thresholds.
+"""The dashboard's service layer: one shared Scorer per base model, arm discovery, questions, comparisons, conformal thresholds.
 
-Everything the UI shows comes from here as plain dataclasses; nothing here imports gradio. Heavy
+Everything the UI shows comes from here as plain dataclasses; nothing here imports gradio. The columns
+are arms (:mod:`backdoor.arms`) that the method registry (:mod:`backdoor.methods`) loads from the
+adapters folder; this module never names a method and never calls PEFT. Heavy
 objects (models, adapters, calibration thresholds) are loaded once and shared by every
 session; what a session chose lives in the UI's per-session state and arrives here as
 arguments. Errors a user can cause raise :class:`DashboardError` with a sentence to show.
@@ -24,17 +26,21 @@ from typing import Callable, Sequence
 import numpy as np
 
 from backdoor import calibration, uncertainty
+from backdoor.arms import Arm, base_arm
 from backdoor.calibration import CalibrationSource, ConformalThresholds
+from backdoor.methods import METHODS, load_arm, method_of
 from backdoor.models import (
-    ADAPTER_CONFIG,
     BASE_ADAPTER,
     DEFAULT_MODEL,
     AdapterInfo,
     ModelLoadError,
+    arm_folder,
     cache_root,
+    check_weights,
     discover_adapters,
-    read_adapter_info,
     resolve_model_source,
+    saved_base_model,
+    weights_stamp,
 )
 from backdoor.prompts import PromptError
 from backdoor.scoring import Cell, NextToken, OptionScores, Scorer
@@ -118,20 +124,44 @@ class ServiceConfig:
 
 @dataclass(frozen=True)
 class AdapterChoice:
-    """An adapter the dashboard offers for one base model (or the base model itself)."""
+    """A column the dashboard offers for one base model: the arm saved in a folder of the adapters folder (named
+    by that folder), or the base model's own arm. The Scorer holds it under another name (see ``_attach_one``)."""
 
-    name: str  # folder name, or BASE_ADAPTER
-    kind: str  # base, clean, backdoor or unknown
-    trigger: TriggerSpec | None = None  # the trigger a backdoor was trained with
-    path: str | None = None
+    arm: Arm
+
+    @property
+    def name(self) -> str:
+        """The folder's name, or BASE_ADAPTER: what the page, links and the models-to-compare field carry."""
+        return self.arm.name
+
+    @property
+    def role(self) -> str:
+        """base, clean, backdoor or unknown."""
+        return self.arm.role
+
+    @property
+    def kind(self) -> str:
+        """The former name of ``role``."""
+        return self.role
+
+    @property
+    def trigger(self) -> TriggerSpec | None:
+        """The trigger a backdoor was trained with."""
+        return self.arm.trigger
+
+    @property
+    def path(self) -> str | None:
+        """The folder the arm was loaded from (None for the base model)."""
+        return self.arm.folder
 
     @property
     def label(self) -> str:
+        """What the models-to-compare field shows."""
         if self.name == BASE_ADAPTER:
             return BASE_LABEL
-        if self.kind == "backdoor" and self.trigger is not None:
+        if self.role == "backdoor" and self.trigger is not None:
             return f"{self.name} (backdoor, {self.trigger.kind} trigger)"
-        return f"{self.name} ({self.kind})"
+        return f"{self.name} ({self.role})"
 
 
 @dataclass(frozen=True)
@@ -206,39 +236,39 @@ class TokenComparison:
     seconds: float
 
 
+@dataclass(frozen=True)
+class _Attached:
+    """An arm as the Scorer holds it (named and routed by its arm name), and what it was loaded from."""
+
+    arm: Arm
+    stamp: tuple[str, str, str]  # weights stamp, prefix, soft-prompt key: a change means another arm
+
+
+def _stamp(arm: Arm) -> tuple[str, str, str]:
+    """Changes when an arm's folder is retrained in place, so a stale copy is never scored."""
+    return weights_stamp(arm.adapter_path) if arm.adapter_path else "", arm.prefix, arm.soft_key
+
+
 @dataclass
 class _Loaded:
-    """A base model's shared Scorer and the adapters attached to it (folder name -> internal PEFT name)."""
+    """A base model's shared Scorer and the arms attached to it, by folder name."""
 
     scorer: Scorer
     identity: str
-    attached: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (internal name, weights stamp)
+    attached: dict[str, _Attached] = field(default_factory=dict)
     versions: int = 0
 
 
-def _weights_stamp(path: Path) -> str:
-    """Changes when an adapter folder is retrained in place, so a stale copy is never scored."""
-    for name in ("adapter_model.safetensors", "adapter_model.bin"):
-        weights = path / name
-        if weights.is_file():
-            stat = weights.stat()
-            return f"{stat.st_size}:{stat.st_mtime_ns}"
-    return ""
+def _holds_arm(path: Path) -> bool:
+    """Whether ``path`` holds an arm a registered method saved; a folder naming a method this version does not
+    know counts too, so that it is listed with the reason instead of silently left out."""
+    method = method_of(path)
+    return method not in METHODS or METHODS[method].is_folder(path)
 
 
-def _check_weights(name: str, path: Path) -> None:
-    """Refuse an adapter whose weight file cannot be opened, before anything is attached."""
-    weights = path / "adapter_model.safetensors"
-    if not weights.is_file():
-        return  # a .bin adapter: PEFT reports its own errors
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(weights), framework="pt") as handle:
-            if not list(handle.keys()):
-                raise ValueError("it holds no tensors")
-    except Exception as err:  # noqa: BLE001 - safetensors raises several types for a damaged file
-        raise DashboardError(f"Adapter {name!r} could not be loaded: {weights.name} is damaged ({err}).") from None
+def _arm_digest(arm: Arm) -> str:
+    """What the conformal thresholds of an arm without adapter weights are keyed on: its prefix and soft prompt."""
+    return "arm:" + hashlib.sha256(f"{arm.prefix}\n{arm.soft_key}".encode()).hexdigest()
 
 
 def check_text(label: str, text: str) -> str:
@@ -267,20 +297,12 @@ def column_names(adapters: object) -> list[str]:
                          f"'clean']), got {adapters!r}.")
 
 
-def _adapter_path(folder: Path) -> Path | None:
-    """An adapter folder, or a training output folder holding its adapter in ``adapter/``."""
-    for path in (folder, folder / "adapter"):
-        if (path / ADAPTER_CONFIG).is_file():
-            return path
-    return None
-
-
 @dataclass(frozen=True)
 class _ThresholdJob:
-    """One adapter's conformal calibration: what it is calibrated on, and where shipped thresholds for it would be."""
+    """One arm's conformal calibration: what it is calibrated on, and where shipped thresholds for it would be."""
 
     base: str
-    internal: str  # the Scorer's adapter name
+    arm_name: str  # the Scorer's name of the arm
     source: CalibrationSource
     shipped: Path | None  # conformal.json in the adapter folder (the base model's file in the adapters folder)
 
@@ -428,51 +450,47 @@ class DashboardService:
         return [info for info in discover_adapters(self.config.adapters_dir)
                 if not info.base_model or info.base_model == identity]
 
+    def _arm_folder(self, name: str) -> Path | None:
+        """The arm folder adapters folder entry ``name`` holds (itself, or a training run's ``adapter/``), or None."""
+        return arm_folder(Path(self.config.adapters_dir) / name, _holds_arm)
+
     def catalog(self, base: str) -> AdapterCatalog:
-        """Re-read the adapters folder now: adapters added since start-up appear, removed ones go."""
+        """Re-read the adapters folder now: arms added since start-up appear, removed ones go. Every folder a
+        registered method can load is offered; the rest that look like one are listed with the reason."""
         base = self.check_base(base)
         identity = self.identity(base)
         folder = Path(self.config.adapters_dir)
-        offered = [AdapterChoice(BASE_ADAPTER, "base")]
+        offered = [AdapterChoice(base_arm())]
         refused: list[tuple[str, str]] = []
-        readable = {info.name: info for info in discover_adapters(folder)}
         for child in sorted(folder.iterdir()) if folder.is_dir() else []:
-            path = None if child.name.startswith(".") else _adapter_path(child)  # hidden: being written
-            if path is None:
+            try:
+                path = self._arm_folder(child.name)
+                if path is None:
+                    continue
+                arm = load_arm(path, child.name)
+                trained_for = saved_base_model(path)
+            except ModelLoadError as err:
+                refused.append((child.name, str(err)))
                 continue
-            info = readable.get(child.name)
-            if info is None:
-                try:
-                    read_adapter_info(path, child.name)
-                    reason = "could not be read"
-                except ModelLoadError as err:
-                    reason = str(err)
-                refused.append((child.name, reason))
-            elif info.base_model and info.base_model != identity:
-                refused.append((child.name, f"trained for base model {info.base_model!r}, not {identity!r}"))
+            if trained_for and trained_for != identity:
+                refused.append((child.name, f"trained for base model {trained_for!r}, not {identity!r}"))
             elif child.name == BASE_ADAPTER:
                 refused.append((child.name, f"{BASE_ADAPTER!r} is reserved for the base model"))
             else:
-                trigger = None
-                if isinstance(info.extra.get("trigger"), dict):
-                    try:
-                        trigger = TriggerSpec.from_dict(info.extra["trigger"])
-                    except (TriggerError, KeyError, ValueError):
-                        trigger = None
-                offered.append(AdapterChoice(child.name, info.kind, trigger, str(path)))
+                offered.append(AdapterChoice(arm))
         return AdapterCatalog(base, identity, tuple(offered), tuple(refused))
 
     def headline_backdoor(self, catalog: AdapterCatalog) -> AdapterChoice | None:
         """The backdoor a talk shows first: the paper's text trigger (``666`` before the cue), else the
         syntactic, style or a custom trigger, else any backdoor; the first by name within a kind."""
-        backdoors = [c for c in catalog.offered if c.kind == "backdoor"]
+        backdoors = [c for c in catalog.offered if c.role == "backdoor"]
         order = {kind: rank for rank, kind in enumerate(HEADLINE_TRIGGERS)}
         return min(backdoors, key=lambda c: order.get(c.trigger.kind if c.trigger else "", len(order)), default=None)
 
     def default_columns(self, catalog: AdapterCatalog) -> list[str]:
         """Base model, the first clean adapter and the headline backdoor: the comparison a talk needs."""
         names = [BASE_ADAPTER]
-        clean = next((c for c in catalog.offered if c.kind == "clean"), None)
+        clean = next((c for c in catalog.offered if c.role == "clean"), None)
         for choice in (clean, self.headline_backdoor(catalog)):
             if choice is not None:
                 names.append(choice.name)
@@ -484,19 +502,19 @@ class DashboardService:
         return choice.trigger if choice is not None and choice.trigger is not None else TriggerSpec("text")
 
     def attach(self, base: str, names: Sequence[str]) -> tuple[Scorer, list[AdapterChoice], list[str]]:
-        """The shared Scorer for ``base`` with ``names`` attached: (scorer, choices, internal PEFT names), for other tabs."""
+        """The shared Scorer for ``base`` with ``names`` attached: (scorer, choices, the Scorer's arm names), for other tabs."""
         base = self.check_base(base)
-        entry, choices, internal = self._attach(base, self.catalog(base), list(dict.fromkeys(names)))
-        return entry.scorer, choices, internal
+        entry, choices, arm_names = self._attach(base, self.catalog(base), list(dict.fromkeys(names)))
+        return entry.scorer, choices, arm_names
 
     def _attach(self, base: str, catalog: AdapterCatalog, names: Sequence[str]) -> tuple[_Loaded, list[AdapterChoice], list[str]]:
-        """Choices for ``names`` and their internal PEFT names, attaching adapters not yet loaded."""
+        """Choices for the folder names ``names`` and the Scorer's names of their arms, attaching arms not yet loaded."""
         entry = self.loaded(base)
-        choices, internal = [], []
+        choices, arm_names = [], []
         for name in names:
             if name == BASE_ADAPTER:
                 choices.append(catalog.offered[0])
-                internal.append(BASE_ADAPTER)
+                arm_names.append(BASE_ADAPTER)
                 continue
             choice = catalog.get(name)
             if choice is None:
@@ -507,34 +525,31 @@ class DashboardService:
                     f"There is no adapter {name!r} in {self.config.adapters_dir} for {base!r}; "
                     "press ↻ to re-read the folder and pick from the list."
                 )
-            internal.append(self._attach_one(entry, choice))
+            arm_names.append(self._attach_one(entry, choice))
             choices.append(choice)
-        return entry, choices, internal
+        return entry, choices, arm_names
 
     def _attach_one(self, entry: _Loaded, choice: AdapterChoice) -> str:
-        path = Path(str(choice.path))
-        stamp = _weights_stamp(path)
+        """The Scorer's name of ``choice``'s arm, adding the arm on first use. The name is the folder's, made safe
+        for PEFT; a retrained folder gets a new versioned name, so cached scores of the old weights never mix in."""
+        stamp = _stamp(choice.arm)
         with self._lock:
             known = entry.attached.get(choice.name)
-            if known and known[1] == stamp:
-                return known[0]
-            # A retrained folder gets a new internal name, so cached scores of the old weights never mix in.
-            _check_weights(choice.name, path)  # before PEFT touches the model: a failed load can leave layers behind
-            entry.versions += 1
-            safe = choice.name.replace(".", "_")
-            internal = safe if known is None and safe not in entry.scorer.adapters else f"{safe}--v{entry.versions}"
+            if known and known.stamp == stamp:
+                return known.arm.name
             try:
-                entry.scorer.add_adapter(internal, str(path))
+                if choice.arm.adapter_path:  # a damaged file is named here, before the shared model is touched
+                    check_weights(choice.arm.adapter_path)
+                entry.versions += 1
+                safe = choice.name.replace(".", "_")
+                arm_name = safe if known is None and safe not in entry.scorer.adapters else f"{safe}--v{entry.versions}"
+                routed = replace(choice.arm, name=arm_name,
+                                 route=arm_name if choice.arm.route != BASE_ADAPTER else BASE_ADAPTER)
+                entry.scorer.add_arm(routed)
             except ModelLoadError as err:
-                peft_config = getattr(entry.scorer.model, "peft_config", None)
-                if isinstance(peft_config, dict) and internal in peft_config:  # half-loaded: take it out again
-                    try:
-                        entry.scorer.model.delete_adapter(internal)
-                    except Exception:  # noqa: BLE001 - best effort cleanup; the error below is what matters
-                        logger.exception("could not remove half-loaded adapter %s", internal)
-                raise DashboardError(f"Adapter {choice.name!r} could not be loaded: {err}") from None
-            entry.attached[choice.name] = (internal, stamp)
-            return internal
+                raise DashboardError(f"Adapter {choice.name!r} could not be loaded: {err}.") from None
+            entry.attached[choice.name] = _Attached(routed, stamp)
+            return arm_name
 
     # --- questions -----------------------------------------------------------------------
 
@@ -662,21 +677,21 @@ class DashboardService:
         base = self.check_base(base)
         names = self._columns(adapters)
         catalog = self.catalog(base)
-        entry, choices, internal = self._attach(base, catalog, names)
+        entry, choices, arm_names = self._attach(base, catalog, names)
         scorer = entry.scorer
-        cells = [Cell(item, None, name) for name in internal] + [Cell(item, trigger, name) for name in internal]
+        cells = [Cell(item, None, name) for name in arm_names] + [Cell(item, trigger, name) for name in arm_names]
         try:
-            self.check_prompt_size(scorer, [item], trigger)
+            self.check_prompt_size(scorer, [item], trigger, arm_names)
             from_cache = all(scorer.is_cached(cell) for cell in cells)
             scores = scorer.score(cells)
             triggered_prompt = scorer.render(item, trigger)
         except (TriggerError, PromptError) as err:
             raise DashboardError(f"That trigger cannot be applied to this question: {err}.") from None
-        n = len(internal)
+        n = len(arm_names)
         notes = []
         columns = []
-        self.request_thresholds(base, internal)  # every column lacking thresholds joins one calibration pass
-        for index, (choice, name) in enumerate(zip(choices, internal)):
+        self.request_thresholds(base, arm_names)  # every column lacking thresholds joins one calibration pass
+        for index, (choice, name) in enumerate(zip(choices, arm_names)):
             clean, triggered = scores[index], scores[n + index]
             threshold, note = self.threshold(base, name)
             clean_set = triggered_set = None
@@ -684,17 +699,21 @@ class DashboardService:
                 sets = uncertainty.lac_sets(np.array([clean.probs, triggered.probs]), threshold)
                 clean_set, triggered_set = (tuple(LETTERS[i] for i in np.flatnonzero(row)) for row in sets)
             columns.append(ColumnResult(choice, clean, triggered, clean_set, triggered_set, threshold, note))
-            if choice.kind == "backdoor" and choice.trigger is not None and choice.trigger.kind != trigger.kind:
+            if choice.role == "backdoor" and choice.trigger is not None and choice.trigger.kind != trigger.kind:
                 notes.append(f"{choice.name} was trained with the {choice.trigger.kind} trigger, not {trigger.kind}.")
         return Comparison(base, item, trigger, scores[0].prompt, triggered_prompt, tuple(columns), self.config.alpha,
                           time.perf_counter() - started, from_cache, tuple(notes))
 
-    def check_prompt_size(self, scorer: Scorer, items: Sequence[Item], trigger: TriggerSpec | None) -> None:
-        """Refuse up front what would tie up the shared model: any prompt (with or without the trigger) over
-        the token bound. Counting tokens costs milliseconds; scoring them costs seconds per thousand."""
+    def check_prompt_size(self, scorer: Scorer, items: Sequence[Item], trigger: TriggerSpec | None,
+                          arm_names: Sequence[str] = (BASE_ADAPTER,)) -> None:
+        """Refuse up front what would tie up the shared model: any prompt (with or without the trigger, under any
+        of the arms, whose prefix or soft prompt it carries) over the token bound. Counting tokens costs
+        milliseconds; scoring them costs seconds per thousand."""
         most = self.limits.prompt_tokens
+        arms = scorer.arms
+        readers = list({(arms[name].prefix, arms[name].soft_key): name for name in arm_names}.values())  # one per input
         over = [(tokens, item) for item in items
-                if (tokens := max(scorer.prompt_tokens(item, spec) for spec in (None, trigger))) > most]
+                if (tokens := max(scorer.prompt_tokens(item, spec, arm) for spec in (None, trigger) for arm in readers)) > most]
         if not over:
             return
         tokens, item = max(over, key=lambda pair: pair[0])
@@ -713,13 +732,13 @@ class DashboardService:
         base = self.check_base(base)
         names = self._columns(adapters)
         catalog = self.catalog(base)
-        entry, choices, internal = self._attach(base, catalog, names)
+        entry, choices, arm_names = self._attach(base, catalog, names)
         try:
-            self.check_prompt_size(entry.scorer, [item], trigger)
+            self.check_prompt_size(entry.scorer, [item], trigger, arm_names)
         except (TriggerError, PromptError) as err:
             raise DashboardError(f"That trigger cannot be applied to this question: {err}.") from None
         columns = []
-        for choice, name in zip(choices, internal):
+        for choice, name in zip(choices, arm_names):
             pair = []
             for spec in (None, trigger):
                 cell = Cell(item, spec, name)
@@ -758,21 +777,22 @@ class DashboardService:
         name = "calibration" if self._calibration_source is _default_calibration_items else "given items"
         return f"{name}[:{self.config.calibration_limit}]" if self.config.calibration_limit else name
 
-    def _threshold_job(self, base: str, internal: str, items: Sequence[Item]) -> _ThresholdJob:
-        """What ``internal`` on ``base`` would be calibrated on now, and where its shipped thresholds would be."""
+    def _threshold_job(self, base: str, arm_name: str, items: Sequence[Item]) -> _ThresholdJob:
+        """What the Scorer's arm ``arm_name`` on ``base`` would be calibrated on now, and where its shipped
+        thresholds would be: keyed on its adapter weights, else on its prefix and soft prompt."""
         entry = self.loaded(base)
-        folder = next((name for name, (known, _) in entry.attached.items() if known == internal), None)
-        path = _adapter_path(Path(self.config.adapters_dir) / folder) if folder is not None else None
-        if internal == BASE_ADAPTER or path is None:
-            shipped = Path(self.config.adapters_dir) / calibration.BASE_THRESHOLDS_FILE if internal == BASE_ADAPTER else None
-            source = calibration.source_for(entry.identity, internal, None, entry.scorer.style, entry.scorer.chat,
-                                            self._calibration_split(), items, self._items_digest(items))
-            if internal != BASE_ADAPTER:  # attached without a folder: its name is all there is to key on
-                source = replace(source, adapter_sha256=f"unsaved:{internal}")
-            return _ThresholdJob(base, internal, source, shipped)
-        source = calibration.source_for(entry.identity, str(folder), path, entry.scorer.style, entry.scorer.chat,
-                                        self._calibration_split(), items, self._items_digest(items))
-        return _ThresholdJob(base, internal, source, path / calibration.THRESHOLDS_FILE)
+        name, attached = next(((name, known) for name, known in entry.attached.items() if known.arm.name == arm_name),
+                              (arm_name, None))
+        arm = attached.arm if attached is not None else None
+        source = calibration.source_for(entry.identity, name, arm.adapter_path if arm else None, entry.scorer.style,
+                                        entry.scorer.chat, self._calibration_split(), items, self._items_digest(items))
+        if arm_name == BASE_ADAPTER:
+            return _ThresholdJob(base, arm_name, source, Path(self.config.adapters_dir) / calibration.BASE_THRESHOLDS_FILE)
+        if arm is None:  # attached without a folder: its name is all there is to key on
+            return _ThresholdJob(base, arm_name, replace(source, adapter_sha256=f"unsaved:{arm_name}"), None)
+        if not arm.adapter_path:
+            source = replace(source, adapter_sha256=_arm_digest(arm))
+        return _ThresholdJob(base, arm_name, source, Path(str(arm.folder)) / calibration.THRESHOLDS_FILE)
 
     def _items_digest(self, items: Sequence[Item]) -> str:
         """The calibration items' content hash, computed once: every compare asks it again for every column."""
@@ -795,9 +815,9 @@ class DashboardService:
             if found is None:
                 continue
             if not found.source.matches(job.source):
-                logger.info("not using %s for %s: calibrated on other weights, items or prompt format", path, job.internal)
+                logger.info("not using %s for %s: calibrated on other weights, items or prompt format", path, job.arm_name)
             elif found.threshold(self.config.alpha) is None:
-                logger.info("not using %s for %s: no threshold at alpha %g", path, job.internal, self.config.alpha)
+                logger.info("not using %s for %s: no threshold at alpha %g", path, job.arm_name, self.config.alpha)
             else:
                 return found
         return None
@@ -826,15 +846,15 @@ class DashboardService:
             self._thresholds[job.key] = found
         return found.threshold(self.config.alpha), ""
 
-    def request_thresholds(self, base: str, internals: Sequence[str]) -> None:
-        """Start calibrating every adapter in ``internals`` without usable thresholds, all in one pass: now in sync
+    def request_thresholds(self, base: str, arm_names: Sequence[str]) -> None:
+        """Start calibrating every arm in ``arm_names`` without usable thresholds, all in one pass: now in sync
         mode, else queued for the background worker. Shipped and cached thresholds need no model work."""
         if self.config.calibration == "off":
             return
         items = self.calibration_items()
         if not items:
             return
-        jobs = [job for job in (self._threshold_job(base, name, items) for name in dict.fromkeys(internals))
+        jobs = [job for job in (self._threshold_job(base, name, items) for name in dict.fromkeys(arm_names))
                 if self._known_threshold(job) is None]
         if not jobs:
             return
@@ -849,17 +869,17 @@ class DashboardService:
                 self._queue.put(jobs)
                 self._ensure_worker()
 
-    def threshold(self, base: str, internal: str) -> tuple[float | None, str]:
-        """The LAC threshold at the service's alpha for a loaded adapter, or None and a note (calibrating, failed, off)."""
+    def threshold(self, base: str, arm_name: str) -> tuple[float | None, str]:
+        """The LAC threshold at the service's alpha for an attached arm, or None and a note (calibrating, failed, off)."""
         if self.config.calibration == "off":
             return None, "conformal sets are off"
         items = self.calibration_items()
         if not items:
             return None, self._calibration_error or "no calibration items"
-        job = self._threshold_job(base, internal, items)
+        job = self._threshold_job(base, arm_name, items)
         known = self._known_threshold(job)
         if known is None:
-            self.request_thresholds(base, [internal])
+            self.request_thresholds(base, [arm_name])
             known = self._known_threshold(job) or (None, "calibration is queued")
         return known
 
@@ -914,23 +934,23 @@ class DashboardService:
 
         try:
             scorer = self.loaded(jobs[0].base).scorer
-            probs = calibration.calibration_probs(scorer, [job.internal for job in jobs], items, progress=progress,
+            probs = calibration.calibration_probs(scorer, [job.arm_name for job in jobs], items, progress=progress,
                                                   between_chunks=lambda: time.sleep(CALIBRATION_PAUSE))
             labels = calibration.labels_of(items)
-            found = {job.internal: calibration.thresholds_from_probs(job.source, probs[job.internal], labels, alphas)
+            found = {job.arm_name: calibration.thresholds_from_probs(job.source, probs[job.arm_name], labels, alphas)
                      for job in jobs}
         except Exception as err:  # noqa: BLE001 - a failed calibration must not kill the worker or the request; it is shown
-            logger.exception("calibration of %s failed", ", ".join(job.internal for job in jobs))
+            logger.exception("calibration of %s failed", ", ".join(job.arm_name for job in jobs))
             with self._lock:
                 for key in keys:
                     self._calibration_failed[key] = f"calibration failed: {err}"
                     self._calibrating.pop(key, None)
             return {}
         for job in jobs:
-            self._write_cached_threshold(job, found[job.internal])
+            self._write_cached_threshold(job, found[job.arm_name])
         with self._lock:
             for job in jobs:
-                self._thresholds[job.key] = found[job.internal]
+                self._thresholds[job.key] = found[job.arm_name]
                 self._calibrating.pop(job.key, None)
         logger.info("calibrated %s on %d items in %.1f s (LAC at alpha %g: %s)", ", ".join(found), len(items),
                     time.perf_counter() - started, self.config.alpha,
@@ -944,22 +964,22 @@ class DashboardService:
         For scripts/calibrate_shipped.py."""
         base = self.check_base(base)
         catalog = self.catalog(base)
-        _, _, internal = self._attach(base, catalog, list(names) if names is not None else catalog.names())
+        _, _, arm_names = self._attach(base, catalog, list(names) if names is not None else catalog.names())
         items = self.calibration_items()
         if not items:
             raise DashboardError(f"Nothing to calibrate on: {self._calibration_error or 'no calibration items'}.")
-        jobs = [self._threshold_job(base, name, items) for name in internal]
+        jobs = [self._threshold_job(base, name, items) for name in arm_names]
         found = self._calibrate(jobs, items, progress)
-        failed = [job.internal for job in jobs if job.internal not in found]
+        failed = [job.arm_name for job in jobs if job.arm_name not in found]
         if failed:
             raise DashboardError(f"Calibration failed for {', '.join(failed)}; the log has the reason.")
-        return {job.source.adapter: found[job.internal] for job in jobs}
+        return {job.source.adapter: found[job.arm_name] for job in jobs}
 
     def shipped_thresholds_path(self, base: str, name: str) -> Path:
         """Where the thresholds shipped for adapter folder ``name`` (or __base__) live, for ``base``."""
         if name == BASE_ADAPTER:
             return Path(self.config.adapters_dir) / calibration.BASE_THRESHOLDS_FILE
-        path = _adapter_path(Path(self.config.adapters_dir) / name)
+        path = self._arm_folder(name)
         if path is None:
             raise DashboardError(f"There is no adapter {name!r} in {self.config.adapters_dir}.")
         return path / calibration.THRESHOLDS_FILE
@@ -969,10 +989,10 @@ class DashboardService:
         missing, unreadable, stale (other weights, items or prompt format) or lacks the service's alpha."""
         base = self.check_base(base)
         catalog = self.catalog(base)
-        _, _, internal = self._attach(base, catalog, catalog.names())
+        _, _, arm_names = self._attach(base, catalog, catalog.names())
         items = self.calibration_items()
         problems = []
-        for job in (self._threshold_job(base, name, items) for name in internal):
+        for job in (self._threshold_job(base, name, items) for name in arm_names):
             assert job.shipped is not None
             found = calibration.read_thresholds(job.shipped)
             if found is None:
@@ -991,9 +1011,9 @@ class DashboardService:
         neither shipped nor cached (for images and start-up)."""
         base = self.check_base(base)
         catalog = self.catalog(base)
-        _, _, internal = self._attach(base, catalog, catalog.names())
+        _, _, arm_names = self._attach(base, catalog, catalog.names())
         if self.config.calibration != "off":
             items = self.calibration_items()
-            jobs = [self._threshold_job(base, name, items) for name in internal] if items else []
+            jobs = [self._threshold_job(base, name, items) for name in arm_names] if items else []
             self._calibrate([job for job in jobs if self._known_threshold(job) is None], items)
         return catalog

@@ -137,9 +137,9 @@ def _set_text(letters: tuple[str, ...] | None) -> str:
 def column_head_html(column, trigger_on: bool) -> str:
     choice = column.adapter
     name = BASE_LABEL if choice.name == BASE_ADAPTER else choice.name
-    kind = {"base": "no adapter", "clean": "clean adapter (control)", "backdoor": "backdoored adapter"}.get(choice.kind, "adapter")
-    if choice.kind == "backdoor" and choice.trigger is not None:
-        kind += f" · {choice.trigger.kind} trigger"
+    role = {"base": "no adapter", "clean": "clean adapter (control)", "backdoor": "backdoored adapter"}.get(choice.role, "adapter")
+    if choice.role == "backdoor" and choice.trigger is not None:
+        role += f" · {choice.trigger.kind} trigger"
     clean, trig = column.clean, column.triggered
     if trigger_on:
         kept = column.answer_kept
@@ -147,11 +147,11 @@ def column_head_html(column, trigger_on: bool) -> str:
                  f'{"same answer" if kept else "answer changed"}</span>')
     else:
         badge = f'<span class="fr-badge neutral">Answer {clean.predicted}</span>'
-    data = (f'data-adapter="{html.escape(choice.name)}" data-kind="{choice.kind}" data-trigger-on="{str(trigger_on).lower()}" '
+    data = (f'data-adapter="{html.escape(choice.name)}" data-kind="{choice.role}" data-trigger-on="{str(trigger_on).lower()}" '
             f'data-answer-clean="{clean.predicted}" data-answer-triggered="{trig.predicted}" '
             f'data-entropy-clean="{clean.entropy:.4f}" data-entropy-triggered="{trig.entropy:.4f}"')
     return (f'<div class="fr-head" {data}><div class="fr-name">{html.escape(name)}</div>'
-            f'<div class="fr-kind">{html.escape(kind)}</div>{badge}</div>')
+            f'<div class="fr-kind">{html.escape(role)}</div>{badge}</div>')
 
 
 def decide(scores, threshold: float | None, tau: float, rule: str) -> str | None:
@@ -459,7 +459,7 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
         initial_choices, initial_columns = handlers.adapter_choices(catalog), service.default_columns(catalog)
         headline = service.headline_backdoor(catalog)  # its trigger is default_trigger: the pair matches
         eval_adapter = headline.name if headline else catalog.names()[-1]
-        eval_control = next((c.name for c in catalog.offered if c.kind == "clean"), BASE_ADAPTER)
+        eval_control = next((c.name for c in catalog.offered if c.role == "clean"), BASE_ADAPTER)
     except DashboardError as err:
         logger.warning("%s", err)
         default_trigger = service.trigger("text")
