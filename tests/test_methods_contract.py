@@ -41,13 +41,6 @@ def fitted(request, tiny_model_dir, tiny_data, tmp_path_factory):  # noqa: F811 
     return name, config, out, result
 
 
-def _add(scorer: Scorer, arm) -> None:
-    if hasattr(scorer, "add_arm"):
-        scorer.add_arm(arm)
-    else:
-        scorer.add_adapter(arm.route, arm.adapter_path)
-
-
 def _plain_probs(model, tokenizer, text: str, route: str | None = None) -> np.ndarray:
     """One unpadded prompt, full logits, softmax over the option letters' rows (routed through ``route``)."""
     letter_ids = [tokenizer.convert_tokens_to_ids(f"Ġ{letter}") for letter in LETTERS]
@@ -99,7 +92,7 @@ def test_fast_path_equals_a_plain_forward_and_a_standalone_peft_model(fitted, ti
 
     def fast(chosen):
         scorer = Scorer.load(str(tiny_model_dir), device="cpu")
-        _add(scorer, arm)
+        scorer.add_arm(arm)
         assert scorer.shared_layers([arm.route]) > 0, "the fast path shares the frozen lower layers"
         return scorer, np.array([s.probs for s in scorer.score(chosen)])
 
