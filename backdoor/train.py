@@ -29,7 +29,7 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from backdoor import uncertainty
+from backdoor.metrics import training_metrics
 from backdoor.config import ConfigError, TrainConfig, check_victim_fit
 from backdoor.layersplit import EncodedPrompts, FullStack, UpperStack, encode_prompts
 from backdoor.losses import CLEAN_OBJECTIVES, cross_entropy, entropy, kl_to_target, target_distribution
@@ -233,17 +233,7 @@ class _Eval:
         clean = _probs(stack, self.clean, device, batch_size)
         trig = _probs(stack, self.triggered, device, batch_size)
         stack.train()
-        h_clean, h_trig = uncertainty.entropy(clean), uncertainty.entropy(trig)
-        metrics = {
-            "asr": float(np.mean(h_trig > h_clean)),
-            "answer_kept": float(np.mean(clean.argmax(1) == trig.argmax(1))),
-            "accuracy_clean": float(np.mean(clean.argmax(1) == self.labels)),
-            "entropy_clean": float(h_clean.mean()),
-            "entropy_triggered": float(h_trig.mean()),
-        }
-        if self.victim_top1 is not None:
-            metrics["clean_agreement"] = float(np.mean(clean.argmax(1) == self.victim_top1))
-        return metrics
+        return training_metrics(clean, trig, self.labels, self.victim_top1)
 
 
 def _probs(stack, encoded, device, batch_size: int) -> np.ndarray:
