@@ -41,6 +41,12 @@ class SoftPrompt:
     def length(self) -> int:
         return int(self.vectors.shape[0])
 
+    def __eq__(self, other: object) -> bool:  # by content, so that an arm loaded twice equals itself
+        return isinstance(other, SoftPrompt) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
 
 @dataclass(frozen=True)
 class Arm:

@@ -603,8 +603,8 @@ class Scorer:
             inputs = [(rows[i][0], rows[i][2]) for i in chunk]
             logits = self._forward(inputs, [rows[i][1] for i in chunk], logits_to_keep=0)  # [B, T, V]
             for b, (index, model_input) in enumerate(zip(chunk, inputs)):
-                ids = self._token_ids(model_input).to(logits.device)  # [T_b]: left padding puts them last
-                own = torch.log_softmax(logits[b, logits.shape[1] - len(ids):-1], dim=-1)  # [T_b - 1, V]
-                scored = own.gather(-1, ids[1:, None])[:, 0]  # log p(t_i | t_<i), i = 1..T_b - 1
-                out[index] = scored[len(self._virtual_ids(model_input[1])):].cpu().numpy()
+                ids = self._token_ids(model_input).to(logits.device)  # [S + T]: left padding puts them last
+                soft = len(self._virtual_ids(model_input[1]))  # S virtual tokens before the text's T
+                own = torch.log_softmax(logits[b, logits.shape[1] - len(ids) + soft:-1], dim=-1)  # [T - 1, V]
+                out[index] = own.gather(-1, ids[soft + 1:, None])[:, 0].cpu().numpy()  # log p(t_i | t_<i)
         return out
