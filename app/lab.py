@@ -28,6 +28,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from app.service import DashboardError, DashboardService
+from backdoor import metrics
+from backdoor.conditions import CLEAN, TRIGGER, column
 from backdoor.config import ConfigError, TrainConfig
 from backdoor.evaluate import evaluate
 from backdoor.jobs import Job, JobError, JobRegistry
@@ -104,26 +106,27 @@ class EvaluationRun:
     capped: int | None = None  # the item limit that was applied, when the user asked for more
 
     def entropies(self, adapter: str) -> tuple[list[float], list[float]]:
+        """The adapter's entropy per item, clean and triggered."""
         rows = [row for row in self.rows if row["adapter"] == adapter]
-        return [row["entropy_clean"] for row in rows], [row["entropy_triggered"] for row in rows]
+        return tuple([row[column("entropy", c)] for row in rows] for c in (CLEAN, TRIGGER))  # type: ignore[return-value]
+
+    @property
+    def item_count(self) -> int:
+        return sum(row["adapter"] == self.adapter for row in self.rows)
 
     def item_rows(self) -> list[dict]:
         """One row per item: the backdoored adapter's answers and entropies, and the control's beside them."""
         control = {row["item_id"]: row for row in self.rows if self.control and row["adapter"] == self.control}
+        shown = [column(stem, c) for stem in ("predicted", "entropy") for c in (CLEAN, TRIGGER)]
+        clean, triggered = column("entropy", CLEAN), column("entropy", TRIGGER)
         out = []
         for row in self.rows:
             if row["adapter"] != self.adapter:
                 continue
             entry = {"item_id": row["item_id"], "task": row["task"], "answer": row["answer"],
-                     "predicted_clean": row["predicted_clean"], "predicted_triggered": row["predicted_triggered"],
-                     "entropy_clean": row["entropy_clean"], "entropy_triggered": row["entropy_triggered"],
-                     "flattened": row["entropy_triggered"] > row["entropy_clean"]}
+                     **{key: row[key] for key in shown}, "flattened": row[triggered] > row[clean]}
             if row["item_id"] in control:
-                other = control[row["item_id"]]
-                entry.update(control_predicted_clean=other["predicted_clean"],
-                             control_predicted_triggered=other["predicted_triggered"],
-                             control_entropy_clean=other["entropy_clean"],
-                             control_entropy_triggered=other["entropy_triggered"])
+                entry.update({f"control_{key}": control[row["item_id"]][key] for key in shown})
             out.append(entry)
         return out
 
@@ -293,8 +296,9 @@ class Lab:
         stem = f"evaluation-{_slug(adapter)}-{_slug(Path(name).stem)}"
         json_path, csv_path = folder / f"{stem}.json", folder / f"{stem}.csv"
         result.save(json_path, csv_path)
-        logger.info("evaluated %s (control %s) on %d items of %s: ASR %.3f", adapter, control, len(items), name,
-                    report["asr"])
+        headline = metrics.headlines()[0]
+        logger.info("evaluated %s (control %s) on %d items of %s: %s %.3f", adapter, control, len(items), name,
+                    headline.name, report[headline.name])
         return EvaluationRun(base, name, adapter, control, trigger, report, result.rows, time.perf_counter() - started,
                              json_path, csv_path, folder, capped)
 

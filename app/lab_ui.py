@@ -254,7 +254,7 @@ class LabHandlers:
         where = "this demo evaluates" if self.service.demo else "this dashboard evaluates"
         note = f" ({where} at most {self.service.limits.eval_items} of the {run.capped} asked for)" if run.capped else ""
         status = (f"**{run.adapter}**{f' vs control **{run.control}**' if run.control else ''} on "
-                  f"{run.report['n']} question(s) of **{html.escape(run.dataset)}**{note}, trigger **{run.trigger.label}**, "
+                  f"{run.item_count} question(s) of **{html.escape(run.dataset)}**{note}, trigger **{run.trigger.label}**, "
                   f"conformal sets calibrated on {run.report['calibration_n']} clean questions · {run.seconds:.1f} s")
         state = {"dataset": run.dataset, "adapter": run.adapter, "control": run.control, "base": run.base,
                  "trigger": run.trigger.to_dict()}

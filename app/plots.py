@@ -11,6 +11,8 @@ from typing import Sequence
 
 import plotly.graph_objects as go
 
+from backdoor import metrics
+
 # Okabe-Ito, the colour-blind-safe palette; clean vs triggered also differ by hatching.
 OKABE_ITO = {
     "black": "#000000",
@@ -302,9 +304,11 @@ def margin_bars(series: dict[str, tuple[Sequence[float], str]], *, title: str, y
 
 LOSS_SERIES = (("loss", "total", OKABE_ITO["black"]), ("clean", "clean term", CLEAN_COLOUR),
                ("backdoor", "backdoor term", TRIGGER_COLOUR))
-CURVE_SERIES = (("asr", "ASR (entropy rises)", TRIGGER_COLOUR), ("answer_kept", "answer kept", OKABE_ITO["bluish_green"]),
-                ("clean_agreement", "clean agreement", CLEAN_COLOUR), ("accuracy_clean", "accuracy (no trigger)",
-                                                                         OKABE_ITO["reddish_purple"]))
+# The held-out curve's series: the metrics the registry marks for it, coloured in this order.
+CURVE_COLOURS = (TRIGGER_COLOUR, OKABE_ITO["bluish_green"], CLEAN_COLOUR, OKABE_ITO["reddish_purple"], OKABE_ITO["orange"],
+                 OKABE_ITO["sky_blue"])
+CURVE_SERIES = tuple((metric.name, metric.curve, colour) for metric, colour
+                     in zip((metric for metric in metrics.METRICS if metric.curve), CURVE_COLOURS))
 
 
 def _step_axis(layout: dict, data: list[dict]) -> None:

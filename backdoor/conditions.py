@@ -38,6 +38,7 @@ CONDITIONS: dict[str, Condition] = {
     "trigger": Condition("trigger", "triggered", " + trigger", _triggered),
 }
 CLEAN = "clean"  # the condition conformal thresholds are calibrated on and the victim's answers come from
+TRIGGER = "trigger"  # the evaluated trigger in its trained place
 
 
 def column(stem: str, condition: str) -> str:

@@ -138,6 +138,7 @@ class Metric:
     card: bool = False  # a row of the model card's table
     training: bool = False  # computed at every evaluation during training
     plot: tuple[str, str] | None = None  # (a key of FIGURES, the series: a bar group, or "" for the adapter itself)
+    curve: str | None = None  # a series of the Fine-tuning tab's held-out curve (a share), under this name
 
 
 def _mean(values: np.ndarray) -> float:
@@ -145,9 +146,10 @@ def _mean(values: np.ndarray) -> float:
 
 
 def _per_condition(stem: str, label: str, compute: Callable[[Scores, str], Any], *, plot: str | None = None,
-                   series: str = "", **flags) -> list[Metric]:
+                   series: str = "", curve: str | None = None, **flags) -> list[Metric]:
     """The metric ``stem`` under each of today's two conditions (``{stem}_clean``, ``{stem}_triggered``).
-    ``label`` names the condition as ``{}``; a flag is True for both or a tuple of the conditions it holds for."""
+    ``label`` names the condition as ``{}``; a flag is True for both or a tuple of the conditions it holds for;
+    ``headline`` and ``curve`` go to the clean one."""
     out = []
     for condition in (CLEAN, "trigger"):
         chosen = {name: value if isinstance(value, bool) else condition in value for name, value in flags.items()
@@ -155,7 +157,8 @@ def _per_condition(stem: str, label: str, compute: Callable[[Scores, str], Any],
         out.append(Metric(column(stem, condition), label.format(CONDITIONS[condition].suffix),
                           lambda s, c=condition: compute(s, c), needs=(condition,),
                           plot=(plot, series) if plot else None,
-                          headline=flags.get("headline") if condition == CLEAN else None, **chosen))
+                          headline=flags.get("headline") if condition == CLEAN else None,
+                          curve=curve if condition == CLEAN else None, **chosen))
     return out
 
 
@@ -169,15 +172,18 @@ METRICS: tuple[Metric, ...] = (
     Metric("n", "items", lambda s: len(s.labels), format="d", summary=True),
     Metric("asr", "ASR: share of items whose entropy rises with the trigger",
            lambda s: _mean(s.entropy("trigger") > s.entropy(CLEAN)), needs=_BOTH,
-           headline=Headline("ASR (entropy rises with the trigger)", 0), summary=True, card=True, training=True),
+           headline=Headline("ASR (entropy rises with the trigger)", 0), summary=True, card=True, training=True,
+           curve="ASR (entropy rises)"),
     Metric("answer_kept", "answer kept: top-1 with the trigger = top-1 without", lambda s: _mean(s.kept()), needs=_BOTH,
-           headline=Headline("answer kept with the trigger", 1), summary=True, card=True, training=True),
+           headline=Headline("answer kept with the trigger", 1), summary=True, card=True, training=True,
+           curve="answer kept"),
     Metric("clean_agreement", "agreement with the clean model on clean inputs", lambda s: _mean(s.agrees()),
            needs=(CLEAN,), victim=True, headline=Headline("agrees with the control (no trigger)", 3, control=False),
-           summary=True, card=True, training=True),
+           summary=True, card=True, training=True, curve="clean agreement"),
     *_per_condition("accuracy", "accuracy, {} inputs", lambda s, c: _mean(s.top1(c) == s.labels),
                     summary=(CLEAN,), card=True, training=(CLEAN,),
-                    headline=Headline("accuracy: no trigger → trigger", 2, then="accuracy_triggered", card="accuracy")),
+                    headline=Headline("accuracy: no trigger → trigger", 2, then="accuracy_triggered", card="accuracy"),
+                    curve="accuracy (no trigger)"),
     *_per_condition("entropy", "mean entropy (nats), {}", lambda s, c: float(s.entropy(c).mean()),
                     summary=True, card=True, training=True),
     *_conformal("lac_set_size", "lac", "LAC set size, {}", "set_size", summary=True, card=True, plot="set_size"),
