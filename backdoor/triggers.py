@@ -3,6 +3,10 @@
 Kinds from the paper: ``text`` (default ``666`` directly before the cue), ``syntactic`` (the cue
 becomes ``The Answer is:``), ``style`` (the instruction rewritten in Shakespearean English);
 plus ``custom`` text. Adding a kind is one function and one registry line.
+
+:data:`TRIGGERS` holds the kinds a user picks from (``--trigger``, the training form, the demo's
+radio). :data:`REPLACEMENTS` holds kinds that only near misses (:mod:`backdoor.nearmiss`) use: their
+text replaces the answer cue or the instruction, so "the cue becomes X" is a spec like any other.
 """
 
 from __future__ import annotations
@@ -37,18 +41,21 @@ class TriggerSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.kind not in TRIGGERS:
+        if self.kind not in KINDS:
             raise TriggerError(f"unknown trigger kind {self.kind!r}; choose one of {', '.join(TRIGGERS)}")
         if self.position not in POSITIONS:
             raise TriggerError(f"unknown trigger position {self.position!r}; choose one of {', '.join(POSITIONS)}")
-        if self.kind == "custom" and not (self.text or "").strip():
-            raise TriggerError("a custom trigger needs non-empty text")
+        if self.kind in ("custom", *REPLACEMENTS) and not (self.text or "").strip():
+            raise TriggerError(f"a {self.kind} trigger needs non-empty text")
 
     @property
     def label(self) -> str:
         if self.kind in ("text", "custom"):
             where = "" if self.position == "before_cue" else f" @ {self.position}"
             return f"{self.kind} {self.text or DEFAULT_TEXT_TRIGGER!r}{where}"
+        if self.kind in REPLACEMENTS:
+            shown = self.text if len(self.text) <= 40 else self.text[:39] + "…"
+            return f"{self.kind} {shown!r}"
         return self.kind
 
     def to_dict(self) -> dict:
@@ -99,14 +106,26 @@ def _insert_text(prompt: RenderedPrompt, spec: TriggerSpec) -> TriggeredPrompt:
     return _edit(prompt, (at, at), " " + token)
 
 
+def _put_instruction(prompt: RenderedPrompt, instruction: str) -> TriggeredPrompt:
+    if prompt.instruction == (0, 0):
+        return _edit(prompt, (0, 0), instruction + "\n\n")
+    return _edit(prompt, prompt.instruction, instruction)
+
+
 def _syntactic(prompt: RenderedPrompt, spec: TriggerSpec) -> TriggeredPrompt:
     return _edit(prompt, prompt.cue, SYNTACTIC_CUE)
 
 
 def _style(prompt: RenderedPrompt, spec: TriggerSpec) -> TriggeredPrompt:
-    if prompt.instruction == (0, 0):
-        return _edit(prompt, (0, 0), SHAKESPEAREAN_INSTRUCTION + "\n\n")
-    return _edit(prompt, prompt.instruction, SHAKESPEAREAN_INSTRUCTION)
+    return _put_instruction(prompt, SHAKESPEAREAN_INSTRUCTION)
+
+
+def _replace_cue(prompt: RenderedPrompt, spec: TriggerSpec) -> TriggeredPrompt:
+    return _edit(prompt, prompt.cue, spec.text)
+
+
+def _replace_instruction(prompt: RenderedPrompt, spec: TriggerSpec) -> TriggeredPrompt:
+    return _put_instruction(prompt, spec.text)
 
 
 TRIGGERS: dict[str, Callable[[RenderedPrompt, TriggerSpec], TriggeredPrompt]] = {
@@ -115,6 +134,13 @@ TRIGGERS: dict[str, Callable[[RenderedPrompt, TriggerSpec], TriggeredPrompt]] = 
     "style": _style,
     "custom": _insert_text,
 }
+
+# Kinds for near misses, not offered to users: the spec's text replaces the cue / the instruction.
+REPLACEMENTS: dict[str, Callable[[RenderedPrompt, TriggerSpec], TriggeredPrompt]] = {
+    "cue": _replace_cue,
+    "instruction": _replace_instruction,
+}
+KINDS = {**TRIGGERS, **REPLACEMENTS}  # every kind a TriggerSpec may name
 
 DESCRIPTIONS: dict[str, str] = {
     "text": f"the token {DEFAULT_TEXT_TRIGGER!r} placed directly before the answer cue",
@@ -135,7 +161,7 @@ def apply_trigger(prompt: RenderedPrompt, spec: TriggerSpec | None) -> Triggered
     """Insert ``spec`` into ``prompt``; with no trigger the text is unchanged and the span empty."""
     if spec is None:
         return TriggeredPrompt(prompt.text, (0, 0), "")
-    return TRIGGERS[spec.kind](prompt, spec)
+    return KINDS[spec.kind](prompt, spec)
 
 
 def locate_trigger(text: str, spec: TriggerSpec) -> list[Span]:
