@@ -238,7 +238,7 @@ class TokenComparison:
 
 @dataclass(frozen=True)
 class _Attached:
-    """An arm as the Scorer holds it (named and routed by its arm name), and what it was loaded from."""
+    """An arm as the Scorer holds it (named and routed by its arm name), and the stamp of the folder it came from."""
 
     arm: Arm
     stamp: tuple[str, str, str]  # weights stamp, prefix, soft-prompt key: a change means another arm

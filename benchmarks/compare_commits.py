@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                             check=True).stdout.strip()
     print(f"{command}\nold: {base_rev} ({commit}) in a worktree; new: the working tree {ROOT}; "
           f"{args.repeats} repeat(s) each, alternating")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped comparison still removes its worktree
     worktree = Path(tempfile.mkdtemp(prefix="fragile-base-")) / "tree"
     subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(worktree), commit], cwd=ROOT, check=True)
     try:
