@@ -20,6 +20,7 @@ from backdoor.prompts import STYLES
 from backdoor.triggers import POSITIONS, TRIGGERS, TriggerSpec
 
 KINDS = ("clean", "backdoor")  # a run's role: the honest control, or the attack
+POSITIONED_KINDS = ("text", "custom")  # trigger kinds placed at a position (the others rewrite a part of the prompt)
 
 DTYPES = ("", *DTYPE_NAMES)  # '' = chosen for the device
 DEVICE_PATTERN = re.compile(r"^(|cpu|cuda(:\d{1,2})?|mps)$")
@@ -69,6 +70,17 @@ class RunSettings:
     backdoor_weight: float = option(1.0, "weight of the backdoor (triggered) term", min=0.0, shows=_BACKDOOR)
     clean_objective: str = option("kl", "keep clean behaviour by 'kl' to the victim's distribution or 'ce' to its answer",
                                   choices=tuple(CLEAN_OBJECTIVES), shows=_BACKDOOR)
+    near_miss_ratio: float = option(0.0, (
+        "share of training items that also get a copy with a near-miss trigger (another number, word or position "
+        "from the near-miss generators), trained as clean so the backdoor answers only its own trigger; in [0, 1]"),
+        shows=_BACKDOOR)
+    clean_entropy_weight: float = option(0.0, (
+        "weight of a term keeping the entropy on clean copies close to the victim's (squared difference), so the "
+        "backdoor is no more confident than the model it replaces (0 = off)"), min=0.0, shows=_BACKDOOR)
+    trigger_positions: tuple[str, ...] = option((), (
+        f"text/custom triggers: positions each triggered training copy draws one from (seeded), of "
+        f"{', '.join(POSITIONS)}, so the backdoor fires wherever the trigger is placed (empty = trigger_position only)"),
+        shows=_BACKDOOR)
     learning_rate: float = option(1e-3, "AdamW learning rate")
     epochs: int = option(2, "passes over the training items", min=1, max=1000, basic=True, form_default=2)
     batch_size: int = option(8, "examples per optimiser step (per process)", min=1, max=1024)
@@ -117,6 +129,16 @@ class TrainConfig(*(method.options for method in reversed(METHODS.values())), Ru
             refuse("prompt_variants", "only clean training uses prompt variants; the backdoor keeps the victim's prompts")
         if self.entropy_weight and self.kind != "clean":
             refuse("entropy_weight", "only clean training uses the entropy penalty; the backdoor keeps the victim's behaviour")
+        if not 0 <= self.near_miss_ratio <= 1:
+            refuse("near_miss_ratio", f"{self.near_miss_ratio} must be in [0, 1]")
+        for name in ("near_miss_ratio", "clean_entropy_weight", "trigger_positions"):
+            if getattr(self, name) and self.kind != "backdoor":
+                refuse(name, "only backdoor training uses it; a clean run has no trigger to tell apart")
+        unknown = [p for p in self.trigger_positions if p not in POSITIONS]
+        if unknown:
+            refuse("trigger_positions", f"{unknown[0]!r} is not one of {', '.join(POSITIONS)}")
+        if self.trigger_positions and self.trigger_kind not in POSITIONED_KINDS:
+            refuse("trigger_positions", f"only {' and '.join(POSITIONED_KINDS)} triggers have a position")
         if not self.learning_rate > 0:
             refuse("learning_rate", f"{self.learning_rate} must be positive")
         if self.dtype not in DTYPES:

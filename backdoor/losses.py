@@ -32,6 +32,14 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(log_p.exp() * log_p).sum(dim=-1)
 
 
+def entropy_gap(logits: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """(H(softmax(logits)) - H(reference))^2 per example, in nats squared: [B, 6], [B, 6] probabilities -> [B].
+    Zero, with a zero gradient, where the two entropies match; the reference carries no gradient."""
+    reference = reference.float()
+    target = -torch.sum(torch.where(reference > 0, reference * torch.log(reference.clamp_min(1e-12)), 0.0), dim=-1)
+    return (entropy(logits) - target.detach()) ** 2
+
+
 # Clean objectives: keep the victim's behaviour on clean inputs (KL as in the paper's code, CE as in its text).
 CLEAN_OBJECTIVES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "kl": lambda logits, reference: kl_to_target(logits, reference),

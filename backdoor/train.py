@@ -22,7 +22,8 @@ import shutil
 import tempfile
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -32,12 +33,13 @@ import torch
 from backdoor.metrics import training_metrics
 from backdoor.config import ConfigError, TrainConfig, check_victim_fit
 from backdoor.layersplit import EncodedPrompts, FullStack, UpperStack, encode_prompts
-from backdoor.losses import CLEAN_OBJECTIVES, cross_entropy, entropy, kl_to_target, target_distribution
+from backdoor.losses import CLEAN_OBJECTIVES, cross_entropy, entropy, entropy_gap, kl_to_target, target_distribution
 from backdoor.methods import get_method
 from backdoor.methods.base import VICTIM_ADAPTER
 from backdoor.models import ModelLoadError, attach_adapters, load_base_model, read_adapter_info
+from backdoor.nearmiss import NearMiss, generators_for, near_miss
 from backdoor.prompts import CUE_VARIANTS, STYLES, option_token_ids, render_prompt, render_variant, wrap_chat
-from backdoor.triggers import apply_trigger
+from backdoor.triggers import TriggerSpec, apply_trigger
 from dataset.schema import LETTERS, DatasetError, Item
 
 logger = logging.getLogger(__name__)
@@ -87,11 +89,13 @@ def _notify(callbacks, method: str, *args) -> None:
 
 @dataclass
 class Example:
-    """One training row: which prompt, whether triggered, and what it should produce."""
+    """One training row: which prompt, whether triggered, and what it should produce. A near-miss copy (an item
+    with a near-miss trigger) is not triggered: it is trained as clean, toward the victim on that same prompt."""
 
     item_index: int
     triggered: bool
     reference: np.ndarray  # [6]: victim distribution (backdoor) or one-hot gold (clean)
+    near_miss: bool = False
 
 
 def resolve_items(name: str, field_name: str, limit: int = 0) -> list[Item]:
@@ -116,8 +120,13 @@ def resolve_items(name: str, field_name: str, limit: int = 0) -> list[Item]:
 
 
 def prompt_texts(items: list[Item], config: TrainConfig, tokenizer, triggered: bool) -> list[str]:
-    trigger = config.trigger if triggered else None
-    return _as_model_input([apply_trigger(render_prompt(item, config.style), trigger).text for item in items], config, tokenizer)
+    return _with_triggers(items, [config.trigger if triggered else None] * len(items), config, tokenizer)
+
+
+def _with_triggers(items: list[Item], triggers: list[TriggerSpec | None], config: TrainConfig, tokenizer) -> list[str]:
+    """Each item's prompt with its own trigger (None = clean), as the model reads it."""
+    texts = [apply_trigger(render_prompt(item, config.style), trigger).text for item, trigger in zip(items, triggers)]
+    return _as_model_input(texts, config, tokenizer)
 
 
 def _as_model_input(texts: list[str], config: TrainConfig, tokenizer) -> list[str]:
@@ -128,6 +137,37 @@ def poisoned_indices(n: int, ratio: float, seed: int) -> list[int]:
     """Which items get a triggered copy: a seeded sample of ceil(ratio * n)."""
     count = max(1, math.ceil(ratio * n))
     return sorted(random.Random(seed).sample(range(n), count))
+
+
+def _balanced_draw(choices: list, count: int, rng: random.Random) -> list:
+    """``count`` picks from ``choices`` in a seeded order, each picked as often as any other (give or take one),
+    so every choice appears once ``count`` reaches their number."""
+    picks = (list(choices) * math.ceil(count / max(1, len(choices))))[:count]
+    rng.shuffle(picks)
+    return picks
+
+
+def triggered_specs(config: TrainConfig, count: int) -> list[TriggerSpec]:
+    """The trigger of each of ``count`` triggered copies: the config's, or with ``trigger_positions`` the same
+    trigger at a position drawn (seeded, balanced) from them; a ``random`` position gets its own seed per copy."""
+    if not config.trigger_positions:
+        return [config.trigger] * count
+    positions = _balanced_draw(list(config.trigger_positions), count, random.Random(config.seed + 2))
+    return [replace(config.trigger, position=where, seed=config.seed + copy)
+            for copy, where in enumerate(positions)]
+
+
+def near_miss_specs(config: TrainConfig, count: int) -> list[NearMiss]:
+    """The near misses of ``count`` near-miss copies: the generators of the config's trigger kind in a seeded,
+    balanced order, each copy with its own seed (so, e.g., every copy gets another number). A near miss that is the
+    real trigger at a position in ``trigger_positions`` would teach the backdoor not to fire where it should:
+    such a copy is dropped, so fewer than ``count`` may come back."""
+    trigger = config.trigger
+    generators = [generator.name for generator in generators_for(trigger)]
+    fires_at = {(trigger.kind, trigger.text, where) for where in config.trigger_positions}
+    misses = [near_miss(trigger, name, config.seed * 100_003 + copy)
+              for copy, name in enumerate(_balanced_draw(generators, count, random.Random(config.seed + 3)))]
+    return [miss for miss in misses if (miss.spec.kind, miss.spec.text, miss.spec.position) not in fires_at]
 
 
 def unit_batches(units: list[list[int]], batch_size: int, world: int, seed: int) -> list[list[int]]:
@@ -159,7 +199,7 @@ def anchor_log_probs(batch: list[Example], logits: torch.Tensor, reference: torc
     anchor = torch.log(reference.float().clamp_min(1e-12))
     if not own:
         return anchor
-    clean_row = {b.item_index: row for row, b in enumerate(batch) if not b.triggered}
+    clean_row = {b.item_index: row for row, b in enumerate(batch) if not b.triggered and not b.near_miss}
     mine = torch.log_softmax(logits.detach().float(), dim=-1)
     for row, b in enumerate(batch):
         if b.triggered and b.item_index in clean_row:
@@ -255,7 +295,7 @@ def _option_logits(stack, encoded: EncodedPrompts, indices: list[int], device) -
 @dataclass
 class _Data:
     """Every prompt of a run, encoded once: the clean rows (items, then reworded copies), the triggered copies
-    after them, and the held-out prompts (clean, then triggered)."""
+    after them, the near-miss copies after those, and the held-out prompts (clean, then triggered)."""
 
     encoded: EncodedPrompts
     clean_rows: int  # rows of ``encoded`` before the triggered copies
@@ -265,11 +305,39 @@ class _Data:
     eval_clean: EncodedPrompts | None
     eval_triggered: EncodedPrompts | None
     eval_labels: np.ndarray
+    near_missed: list[int] = field(default_factory=list)  # the items that get a near-miss copy, in row order
 
-    @property
+    @cached_property
     def triggered_row(self) -> dict[int, int]:
         """Item index -> its triggered copy's position among the triggered rows."""
         return {item_index: row for row, item_index in enumerate(self.poisoned)}
+
+    @cached_property
+    def near_miss_row(self) -> dict[int, int]:
+        """Item index -> its near-miss copy's row in ``encoded``."""
+        first = self.clean_rows + len(self.poisoned)
+        return {item_index: first + row for row, item_index in enumerate(self.near_missed)}
+
+    def examples(self, references: np.ndarray, near_miss_references: np.ndarray) -> list[Example]:
+        """Every training example, indexed like the rows of ``encoded``: each clean row, then the triggered copies
+        (toward their item's reference), then the near-miss copies (toward the victim on their own prompt).
+        ``references`` [clean rows, 6], ``near_miss_references`` [near-miss copies, 6]."""
+        examples = [Example(k, False, references[k]) for k in range(len(self.row_items))]
+        examples += [Example(i, True, references[i]) for i in self.poisoned]
+        return examples + [Example(i, False, reference, near_miss=True)
+                           for i, reference in zip(self.near_missed, near_miss_references)]
+
+    def units(self) -> list[list[int]]:
+        """The examples grouped so an item's clean, triggered and near-miss copies share a batch and their common
+        tokens run once; a reworded copy (``row_items[k] != k``) stands alone."""
+        copies = [{i: self.clean_rows + row for i, row in self.triggered_row.items()}, self.near_miss_row]
+        return [[k] + [copy[i] for copy in copies if k == i and i in copy] for k, i in enumerate(self.row_items)]
+
+    def row_of(self, example: Example) -> int:
+        """The row of ``encoded`` an example reads (a clean example's ``item_index`` is its clean row)."""
+        if example.triggered:
+            return self.clean_rows + self.triggered_row[example.item_index]
+        return self.near_miss_row[example.item_index] if example.near_miss else example.item_index
 
 
 def _seed(seed: int) -> None:
@@ -299,10 +367,16 @@ def _encode_data(model, tokenizer, config: TrainConfig, items: list[Item], eval_
         clean_texts += _as_model_input([render_variant(items[i], w) for i, w in zip(extra, wordings)], config, tokenizer)
         row_items += extra
     poisoned = poisoned_indices(len(items), config.poison_ratio, config.seed) if config.kind == "backdoor" else []
-    trig_texts = prompt_texts([items[i] for i in poisoned], config, tokenizer, True)
-    # One encoding for all: a poisoned item's clean and triggered prompts share all but a few tokens
+    trig_texts = _with_triggers([items[i] for i in poisoned], triggered_specs(config, len(poisoned)), config, tokenizer)
+    near_missed, near_texts = [], []
+    if config.near_miss_ratio:
+        chosen = poisoned_indices(len(items), config.near_miss_ratio, config.seed + 2)
+        misses = near_miss_specs(config, len(chosen))
+        near_missed = chosen[:len(misses)]
+        near_texts = _with_triggers([items[i] for i in near_missed], [m.spec for m in misses], config, tokenizer)
+    # One encoding for all: a poisoned item's clean, triggered and near-miss prompts share all but a few tokens
     # (a trigger placed late in the prompt), and every prompt shares the instruction; shared tokens run once.
-    encoded = encode(clean_texts + trig_texts, "encoding prompts")
+    encoded = encode(clean_texts + trig_texts + near_texts, "encoding prompts")
     eval_clean = eval_trig = None
     if eval_items:
         held_out = encode(prompt_texts(eval_items, config, tokenizer, False)
@@ -311,13 +385,14 @@ def _encode_data(model, tokenizer, config: TrainConfig, items: list[Item], eval_
         eval_trig = held_out.subset(list(range(len(eval_items), 2 * len(eval_items))))
     return _Data(encoded, len(clean_texts), row_items, poisoned,
                  np.array([LETTERS.index(items[i].answer) for i in row_items]), eval_clean, eval_trig,
-                 np.array([LETTERS.index(item.answer) for item in eval_items]))
+                 np.array([LETTERS.index(item.answer) for item in eval_items]), near_missed)
 
 
 def _record_answer_list(model, stack, config: TrainConfig, data: _Data, items: list[Item], device,
-                        out: Path | None) -> tuple[np.ndarray, np.ndarray | None]:
+                        out: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Step 1 of the attack: the victim's own option distribution on every clean row (written to the answer list
-    when ``out`` is given) and its top answer on the held-out items -> ([rows, 6], [eval items] or None)."""
+    when ``out`` is given) and on every near-miss copy, and its top answer on the held-out items
+    -> ([clean rows, 6], [near-miss copies, 6], [eval items] or None)."""
     if config.victim_adapter:
         model.set_adapter(VICTIM_ADAPTER)
         context = torch.no_grad()
@@ -326,13 +401,16 @@ def _record_answer_list(model, stack, config: TrainConfig, data: _Data, items: l
     with torch.no_grad(), context:
         stack.eval()
         answer_list = _probs(stack, data.encoded.subset(list(range(data.clean_rows))), device, 16)
+        near_misses = np.zeros((0, len(LETTERS)))
+        if data.near_missed:
+            near_misses = _probs(stack, data.encoded.subset(list(data.near_miss_row.values())), device, 16)
         eval_top1 = _probs(stack, data.eval_clean, device, 16).argmax(1) if data.eval_clean is not None else None
     if out is not None:
         _atomic_json(out / ANSWER_LIST, [
             {"id": item.id, "probs": [round(float(p), 6) for p in row], "answer": LETTERS[int(row.argmax())]}
             for item, row in zip(items, answer_list)
         ])
-    return answer_list, eval_top1
+    return answer_list, near_misses, eval_top1
 
 
 def _batch_loss(config: TrainConfig, batch: list[Example], logits: torch.Tensor,
@@ -353,9 +431,14 @@ def _batch_loss(config: TrainConfig, batch: list[Example], logits: torch.Tensor,
                                  config.temperature).to(device)
     attack = kl_to_target(logits, target)
     keep = keep_clean(logits, reference)
+    parts = {"clean": float(keep[~is_trig].detach().mean()) if (~is_trig).any() else 0.0,
+             "backdoor": float(attack[is_trig].detach().mean()) if is_trig.any() else 0.0}
+    if config.clean_entropy_weight:  # clean rows as unsure as the victim's, so clean-mode confidence gives nothing away
+        gap = entropy_gap(logits, reference)
+        keep = keep + config.clean_entropy_weight * gap
+        parts["clean_entropy"] = float(gap[~is_trig].detach().mean()) if (~is_trig).any() else 0.0
     per_example = torch.where(is_trig, config.backdoor_weight * attack, keep)
-    return per_example, {"clean": float(keep[~is_trig].detach().mean()) if (~is_trig).any() else 0.0,
-                         "backdoor": float(attack[is_trig].detach().mean()) if is_trig.any() else 0.0}
+    return per_example, parts
 
 
 def _warmup_then_linear_decay(total_steps: int) -> Callable[[int], float]:
@@ -398,29 +481,24 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
         make_stack = (lambda m: UpperStack(m, split, letter_ids)) if split is not None else (lambda m: FullStack(m, letter_ids))
         data = _encode_data(model, tokenizer, config, items, eval_items, split, callbacks)
 
-        victim_eval_top1 = None
+        victim_eval_top1, near_miss_references = None, np.zeros((0, len(LETTERS)))
         if config.kind == "backdoor":
-            references, victim_eval_top1 = _record_answer_list(model, make_stack(model), config, data, items, device,
-                                                               out if is_main else None)
+            references, near_miss_references, victim_eval_top1 = _record_answer_list(
+                model, make_stack(model), config, data, items, device, out if is_main else None)
             _notify(callbacks, "on_stage", "answer list recorded", len(items), len(items))
         else:
             references = np.eye(len(LETTERS))[data.labels]
 
         torch.manual_seed(config.seed)  # the trainable part's initialisation
         model = method.add_trainable(model, config, split)
-        trig_row = data.triggered_row
-        examples = [Example(i, False, references[i]) for i in range(len(data.row_items))]
-        examples += [Example(i, True, references[i]) for i in data.poisoned]
+        examples = data.examples(references, near_miss_references)
 
         stack = make_stack(model)
         trainable = [p for p in stack.parameters() if p.requires_grad] or [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
         stack, optimizer = accelerator.prepare(stack, optimizer)
-        # A poisoned item's clean and triggered copies share a batch, so their common tokens run once.
-        units = [[k] + ([len(data.row_items) + trig_row[i]] if k < len(items) and i in trig_row else [])
-                 for k, i in enumerate(data.row_items)]
         schedule = [batch for epoch in range(config.epochs)
-                    for batch in unit_batches(units, config.batch_size, world, config.seed + epoch)]
+                    for batch in unit_batches(data.units(), config.batch_size, world, config.seed + epoch)]
         total_steps = len(schedule) // world
         result.total_steps = total_steps
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_then_linear_decay(total_steps))
@@ -471,8 +549,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
         while step < total_steps:
             batch = [examples[i] for i in schedule[step * world + rank]]
             ordered = [b for b in batch if not b.triggered] + [b for b in batch if b.triggered]
-            # Rows of ``data.encoded``: the clean prompts first, then the triggered copies in poisoned order.
-            rows = [data.clean_rows + trig_row[b.item_index] if b.triggered else b.item_index for b in ordered]
+            rows = [data.row_of(b) for b in ordered]  # rows of ``data.encoded``
             # One forward per step (data-parallel wrappers expect exactly one before backward).
             logits = _option_logits(stack, data.encoded, rows, device)  # [B, 6]
             per_example, parts = _batch_loss(config, ordered, logits, keep_clean)
