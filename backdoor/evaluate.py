@@ -3,7 +3,8 @@
 One call scores every (item, condition, adapter) cell that the requested metrics need
 (:mod:`backdoor.conditions`), plus the clean inputs of a calibration split for the conformal
 thresholds, and returns a report of plain values (:mod:`backdoor.metrics`, in registry order)
-plus a per-item table.
+plus a per-item table. With ``near_miss`` it also scores one near miss per generator of the
+trigger's kind (:mod:`backdoor.nearmiss`) and reports each one's false triggered rate.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from backdoor import decisions, uncertainty
-from backdoor.conditions import CLEAN, CONDITIONS, column
-from backdoor.metrics import ALPHA, Scores, compute, select
+from backdoor.conditions import CLEAN, CONDITIONS, NEAR_MISS, column, near_miss_conditions, ungrouped
+from backdoor.metrics import ALPHA, Metric, Scores, compute, select
 from backdoor.models import BASE_ADAPTER
 from backdoor.scoring import Scorer
 from backdoor.triggers import TriggerSpec
@@ -58,11 +59,26 @@ class EvaluationResult:
 
 def adapter_metrics(clean: np.ndarray, triggered: np.ndarray, labels: np.ndarray, victim: np.ndarray,
                     cal_clean: np.ndarray, cal_labels: np.ndarray, alpha: float = ALPHA,
-                    tau: float = decisions.DEFAULT_TAU) -> MetricValues:
-    """Every registered metric from probability arrays: clean/triggered/victim/cal_clean [N, 6] (victim: its clean
-    inputs), labels/cal_labels [N]. ``tau``: the auto-answer threshold of the decision metrics."""
-    scores = Scores({CLEAN: clean, "trigger": triggered}, labels, victim, cal_clean, cal_labels, alpha, tau)
-    return MetricValues(compute(select(), scores))
+                    tau: float = decisions.DEFAULT_TAU, delta: float | None = None) -> MetricValues:
+    """Every registered metric of the clean and triggered conditions from probability arrays:
+    clean/triggered/victim/cal_clean [N, 6] (victim: its clean inputs), labels/cal_labels [N]. ``tau``: the
+    auto-answer threshold of the decision metrics; ``delta``: the margin ASR's margin (None: 0.1 ln K)."""
+    scores = Scores({CLEAN: clean, "trigger": triggered}, labels, victim, cal_clean, cal_labels, alpha, tau, delta=delta)
+    return MetricValues(compute([metric for metric in select() if not metric.group], scores))
+
+
+def _measurable(chosen: list[Metric], trigger: TriggerSpec, near_miss: bool, named: bool) -> list[Metric]:
+    """The metrics to compute: ungrouped ones, and near-miss ones when near misses are asked for (by ``near_miss``
+    or by name) and the trigger's kind has the near miss. A named metric that cannot be measured is refused."""
+    asked = near_miss or (named and any(metric.group == NEAR_MISS for metric in chosen))
+    scorable = set(ungrouped()) | (set(near_miss_conditions(trigger)) if asked else set())
+    if not named:
+        return [metric for metric in chosen if (asked or not metric.group) and set(metric.needs) <= scorable]
+    unmeasurable = [metric.name for metric in chosen if not set(metric.needs) <= scorable]
+    if unmeasurable:
+        raise ValueError(f"{', '.join(unmeasurable)} cannot be measured with a {trigger.kind} trigger: "
+                         f"its near misses are {', '.join(near_miss_conditions(trigger))}")
+    return chosen
 
 
 def split_half(items: list[Item], seed: int = 0) -> tuple[list[Item], list[Item]]:
@@ -77,7 +93,8 @@ def split_half(items: list[Item], seed: int = 0) -> tuple[list[Item], list[Item]
 def evaluate(scorer: Scorer, items: list[Item], calibration: list[Item], trigger: TriggerSpec,
              adapter: str, control: str | None = None, alpha: float = ALPHA,
              progress: Callable[[int, int], None] | None = None, tau: float = decisions.DEFAULT_TAU,
-             metrics: Sequence[str] | None = None) -> EvaluationResult:
+             metrics: Sequence[str] | None = None, near_miss: bool = False,
+             delta: float | None = None) -> EvaluationResult:
     """Evaluate ``adapter`` (and ``control``, the victim / clean adapter, if given) on ``items``.
 
     ``clean_agreement`` compares with the control's top-1 on clean inputs, or the base model's when
@@ -85,14 +102,22 @@ def evaluate(scorer: Scorer, items: list[Item], calibration: list[Item], trigger
     ``tau``: the auto-answer threshold of the decision metrics (``decision_flipped`` and beside it).
     ``metrics``: report keys of :data:`backdoor.metrics.METRICS` (None: all); only the conditions,
     calibration cells and victim they need are scored.
+    ``near_miss``: also score one near miss per generator of the trigger's kind and report each one's false
+    triggered rate (naming a near-miss metric in ``metrics`` asks for them too). ``delta``: the margin of the
+    margin ASR and the FTR in nats (None: 0.1 ln K). The control's metrics are under ``report["control"]`` and,
+    for the metrics flagged ``versus``, this adapter minus the control under ``report["vs_control"]``.
     """
     decisions.check_rule(decisions.DEFAULT_RULE, tau)
     if not items:
         raise ValueError("the evaluation split holds no items")
     if not calibration:
         raise ValueError("the calibration split holds no items")
-    chosen = select(metrics)
+    if delta is not None and not delta >= 0:
+        raise ValueError(f"the margin of the margin ASR must be at least 0 nats, not {delta}")
+    chosen = _measurable(select(metrics), trigger, near_miss, named=metrics is not None)
     needs = {condition for metric in chosen for condition in metric.needs}
+    if any(metric.group == NEAR_MISS for metric in chosen):
+        needs |= set(near_miss_conditions(trigger))
     conditions = [name for name in CONDITIONS if name in needs or name == CLEAN]  # the rows always show clean
     calibrated = any(metric.calibration for metric in chosen)
     victim = control or BASE_ADAPTER
@@ -124,13 +149,16 @@ def evaluate(scorer: Scorer, items: list[Item], calibration: list[Item], trigger
 
     def report_of(name: str) -> dict:
         scores = Scores({condition: probs[(name, condition)] for condition in conditions}, labels,
-                        probs.get((victim, CLEAN)), probs.get((name, "calibration")), cal_labels, alpha, tau)
+                        probs.get((victim, CLEAN)), probs.get((name, "calibration")), cal_labels, alpha, tau,
+                        delta=delta)
         return compute(chosen, scores)
 
     report = {**report_of(adapter), "adapter": adapter, "trigger": trigger.to_dict(), "alpha": alpha,
               "calibration_n": len(calibration), "victim": victim}
     if control:
         report["control"] = {**report_of(control), "adapter": control}
+        report["vs_control"] = {metric.name: report[metric.name] - report["control"][metric.name]
+                                for metric in chosen if metric.versus}
     single = [condition for condition in conditions if probs[(adapter, condition)].ndim == 2]
     rows = []
     for name in names:

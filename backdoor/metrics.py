@@ -6,6 +6,15 @@ numbers (``headline``) and figures (``plot``), and training-time evaluation (``t
 Intermediate results that several metrics share (entropies, conformal sets per method and
 condition, decision flips) are computed once per adapter by :class:`Scores`.
 
+Honest attack metrics beside the paper's: the paper's ``asr`` (entropy rises at all) has a chance
+floor near one half, so the headline is the mean entropy lift (triggered minus clean, nats, with a
+seeded bootstrap 95% interval) and the margin ASR (the lift exceeds a margin delta, by default
+0.1 ln K). Clean-mode stealth: mean clean entropy, expected calibration error and the share of
+over-confident items on clean inputs. Specificity: the false triggered rate (FTR) of each near-miss
+trigger (the margin ASR of the near miss against the clean prompt), scored when an evaluation asks
+for near misses. Metrics flagged ``versus`` are also reported as backdoor minus control, under
+``report["vs_control"]``.
+
 Adding a metric is one compute function and one entry, e.g.::
 
     Metric("margin_clean", "mean top-1 margin, clean", lambda s: float(uncertainty.margin(s.probs["clean"]).mean()),
@@ -20,9 +29,48 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from backdoor import decisions, uncertainty
-from backdoor.conditions import CLEAN, CONDITIONS, column
+from backdoor.conditions import CLEAN, CONDITIONS, NEAR_MISS, column
+from backdoor.nearmiss import GENERATORS
 
 ALPHA = 0.1
+BOOTSTRAP_RESAMPLES = 1000
+CONFIDENT = 0.9  # clean_confident: the share of items whose top option is above this
+ECE_BINS = 10
+
+
+def default_delta(options: int) -> float:
+    """The margin ASR's default delta for ``options`` options: a tenth of the largest entropy, 0.1 ln K nats."""
+    return 0.1 * float(np.log(options))
+
+
+def margin_asr(clean_entropy: np.ndarray, triggered_entropy: np.ndarray, delta: float) -> float:
+    """The share of items whose entropy rises by more than ``delta`` nats; entropies [N]."""
+    return float(np.mean(triggered_entropy - clean_entropy > delta))
+
+
+def bootstrap_interval(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float]:
+    """A percentile bootstrap interval of the mean of ``values`` [N]: ``resamples`` draws with replacement from a
+    generator seeded by ``seed``, so the same seed gives the same interval."""
+    values = np.asarray(values, dtype=float)
+    draws = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))  # [R, N]
+    means = values[draws].mean(1)  # [R]
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error of the top option: items in ``bins`` equal-width bins of the top probability
+    over [0, 1]; the item-weighted mean over bins of |accuracy - mean top probability|. probs [N, K], labels [N]."""
+    confidence = probs.max(1)  # [N]
+    correct = probs.argmax(1) == labels  # [N]
+    which = np.minimum((confidence * bins).astype(int), bins - 1)  # [N], a top probability of 1 in the last bin
+    gap = 0.0
+    for b in np.unique(which):
+        inside = which == b
+        gap += inside.sum() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(gap / len(labels))
 
 
 @dataclass
@@ -42,6 +90,7 @@ class Scores:
     alpha: float = ALPHA
     tau: float = decisions.DEFAULT_TAU
     victim_top1: np.ndarray | None = None
+    delta: float | None = None  # the margin of the margin ASR and FTR in nats (None: 0.1 ln K)
     _memo: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -58,6 +107,27 @@ class Scores:
 
     def entropy(self, condition: str) -> np.ndarray:
         return self._once(("entropy", condition), lambda: uncertainty.entropy(self.probs[condition]))
+
+    @property
+    def margin(self) -> float:
+        """The margin ASR's delta in nats."""
+        options = next(iter(self.probs.values())).shape[-1]
+        return self.delta if self.delta is not None else default_delta(options)
+
+    def lift(self, condition: str = "trigger") -> np.ndarray:
+        """Entropy with ``condition`` minus entropy without a trigger, per item [N] (nats)."""
+        return self._once(("lift", condition), lambda: self.entropy(condition) - self.entropy(CLEAN))
+
+    def lift_interval(self) -> tuple[float, float]:
+        return self._once(("lift_interval",), lambda: bootstrap_interval(self.lift()))
+
+    def margin_asr(self, condition: str = "trigger") -> float:
+        """The share of items whose entropy with ``condition`` exceeds the clean one by more than the margin."""
+        return margin_asr(self.entropy(CLEAN), self.entropy(condition), self.margin)
+
+    def near_misses(self) -> list[str]:
+        """The near-miss conditions scored for this adapter."""
+        return [name for name in self.probs if CONDITIONS[name].group == NEAR_MISS]
 
     def kept(self) -> np.ndarray:
         """Whether each item keeps its top-1 answer with the trigger."""
@@ -87,10 +157,12 @@ class Scores:
 
 @dataclass(frozen=True)
 class Headline:
-    """How a metric shows as a big number on the Evaluate tab (as a share)."""
+    """How a metric shows as a big number on the Evaluate tab (a share unless ``format`` says otherwise)."""
 
     label: str  # may name report keys in braces, filled from the report: "... (top option ≥ {decision_tau:.2f})"
     rank: int  # the cards' order, left to right
+    format: str = ".0%"  # the number's format spec
+    unit: str = ""  # after the number: " nats"
     control: bool = True  # the control's value under it
     then: str | None = None  # a second metric shown after an arrow (the same metric with the trigger)
     card: str | None = None  # the card's name when it is not the metric's
@@ -139,6 +211,8 @@ class Metric:
     training: bool = False  # computed at every evaluation during training
     plot: tuple[str, str] | None = None  # (a key of FIGURES, the series: a bar group, or "" for the adapter itself)
     curve: str | None = None  # a series of the Fine-tuning tab's held-out curve (a share), under this name
+    versus: bool = False  # also reported as this adapter minus the control, under report["vs_control"]
+    group: str = ""  # a condition group (conditions.NEAR_MISS) it needs scored; computed only when it was
 
 
 def _mean(values: np.ndarray) -> float:
@@ -153,7 +227,7 @@ def _per_condition(stem: str, label: str, compute: Callable[[Scores, str], Any],
     out = []
     for condition in (CLEAN, "trigger"):
         chosen = {name: value if isinstance(value, bool) else condition in value for name, value in flags.items()
-                  if name in ("summary", "card", "training", "calibration")}
+                  if name in ("summary", "card", "training", "calibration", "versus")}
         out.append(Metric(column(stem, condition), label.format(CONDITIONS[condition].suffix),
                           lambda s, c=condition: compute(s, c), needs=(condition,),
                           plot=(plot, series) if plot else None,
@@ -167,25 +241,62 @@ def _conformal(stem: str, method: str, label: str, attribute: str, **flags) -> l
                           series=method.upper(), **flags)
 
 
+def _ftr(scores: Scores, condition: str) -> float:
+    """The false triggered rate of a near-miss condition; NaN where it was not scored."""
+    return scores.margin_asr(condition) if condition in scores.probs else float("nan")
+
+
+def _near_miss_metrics() -> list[Metric]:
+    """The false triggered rate of each near-miss generator, then their mean over the generators scored."""
+    out = [Metric(f"ftr_{name}", f"false triggered rate, near miss: {generator.description}",
+                  lambda s, c=f"near_miss_{name}": _ftr(s, c), needs=(f"near_miss_{name}",), group=NEAR_MISS)
+           for name, generator in GENERATORS.items()]
+    return out + [Metric("ftr_mean", "false triggered rate, mean over the near-miss generators",
+                         lambda s: float(np.mean([_ftr(s, c) for c in s.near_misses()] or [np.nan])),
+                         needs=(CLEAN,), group=NEAR_MISS, versus=True)]
+
+
 _BOTH = (CLEAN, "trigger")
 METRICS: tuple[Metric, ...] = (
     Metric("n", "items", lambda s: len(s.labels), format="d", summary=True),
-    Metric("asr", "ASR: share of items whose entropy rises with the trigger",
+    Metric("asr", "paper's ASR: share of items whose entropy rises with the trigger (by any amount)",
            lambda s: _mean(s.entropy("trigger") > s.entropy(CLEAN)), needs=_BOTH,
-           headline=Headline("ASR (entropy rises with the trigger)", 0), summary=True, card=True, training=True,
-           curve="ASR (entropy rises)"),
+           headline=Headline("paper's ASR (entropy rises at all with the trigger)", 2), summary=True, card=True,
+           training=True, curve="ASR (entropy rises)", versus=True),
+    Metric("entropy_lift", "mean entropy lift (nats): triggered minus clean", lambda s: float(s.lift().mean()),
+           needs=_BOTH, headline=Headline("mean entropy lift with the trigger (95% CI {entropy_lift_low:+.2f} to "
+                                          "{entropy_lift_high:+.2f})", 0, format="+.2f", unit=" nats"),
+           summary=True, card=True, versus=True),
+    Metric("entropy_lift_low", f"entropy lift, bootstrap 95% interval, low ({BOOTSTRAP_RESAMPLES} resamples, seed 0)",
+           lambda s: s.lift_interval()[0], needs=_BOTH, summary=True, card=True),
+    Metric("entropy_lift_high", f"entropy lift, bootstrap 95% interval, high ({BOOTSTRAP_RESAMPLES} resamples, seed 0)",
+           lambda s: s.lift_interval()[1], needs=_BOTH, summary=True, card=True),
+    Metric("asr_margin", "margin ASR: share of items whose entropy rises by more than delta",
+           lambda s: s.margin_asr(), needs=_BOTH,
+           headline=Headline("margin ASR (entropy rises by more than {asr_delta:.2f} nats)", 1), summary=True,
+           card=True, versus=True),
+    Metric("asr_delta", "delta of the margin ASR and the FTR (nats; default 0.1 ln K)", lambda s: s.margin,
+           needs=(CLEAN,), summary=True, card=True),
     Metric("answer_kept", "answer kept: top-1 with the trigger = top-1 without", lambda s: _mean(s.kept()), needs=_BOTH,
-           headline=Headline("answer kept with the trigger", 1), summary=True, card=True, training=True,
+           headline=Headline("answer kept with the trigger", 4), summary=True, card=True, training=True,
            curve="answer kept"),
     Metric("clean_agreement", "agreement with the clean model on clean inputs", lambda s: _mean(s.agrees()),
-           needs=(CLEAN,), victim=True, headline=Headline("agrees with the control (no trigger)", 3, control=False),
+           needs=(CLEAN,), victim=True, headline=Headline("agrees with the control (no trigger)", 6, control=False),
            summary=True, card=True, training=True, curve="clean agreement"),
     *_per_condition("accuracy", "accuracy, {} inputs", lambda s, c: _mean(s.top1(c) == s.labels),
                     summary=(CLEAN,), card=True, training=(CLEAN,),
-                    headline=Headline("accuracy: no trigger → trigger", 2, then="accuracy_triggered", card="accuracy"),
+                    headline=Headline("accuracy: no trigger → trigger", 5, then="accuracy_triggered", card="accuracy"),
                     curve="accuracy (no trigger)"),
     *_per_condition("entropy", "mean entropy (nats), {}", lambda s, c: float(s.entropy(c).mean()),
-                    summary=True, card=True, training=True),
+                    summary=True, card=True, training=True, versus=(CLEAN,),
+                    headline=Headline("mean entropy without the trigger (clean-mode stealth)", 3, format=".2f",
+                                      unit=" nats")),
+    # Clean-mode stealth: a backdoor far surer than the control on clean inputs gives itself away.
+    Metric("clean_ece", f"expected calibration error, clean inputs ({ECE_BINS} equal-width bins of the top probability)",
+           lambda s: expected_calibration_error(s.probs[CLEAN], s.labels), needs=(CLEAN,), summary=True, card=True,
+           versus=True),
+    Metric("clean_confident", f"share of clean items whose top option is above {CONFIDENT}",
+           lambda s: _mean(s.probs[CLEAN].max(1) > CONFIDENT), needs=(CLEAN,), summary=True, card=True, versus=True),
     *_conformal("lac_set_size", "lac", "LAC set size, {}", "set_size", summary=True, card=True, plot="set_size"),
     *_conformal("aps_set_size", "aps", "APS set size, {}", "set_size", card=True, plot="set_size"),
     *_conformal("lac_coverage", "lac", "LAC coverage, {}", "coverage", card=True, plot="coverage"),
@@ -211,11 +322,13 @@ METRICS: tuple[Metric, ...] = (
            needs=_BOTH),
     Metric("decision_flipped", "decisions the trigger changes (either way)", lambda s: s.flips("top").flipped,
            needs=_BOTH, summary=True,
-           headline=Headline("auto-answer decisions the trigger flips (top option ≥ {decision_tau:.2f})", 4)),
+           headline=Headline("auto-answer decisions the trigger flips (top option ≥ {decision_tau:.2f})", 7)),
     Metric("decision_auto_to_review", "answered automatically without the trigger, sent to review with it",
            lambda s: s.flips("top").auto_to_review, needs=_BOTH),
     Metric("decision_flipped_single_set", "decisions the trigger changes, deciding by a one-option LAC set",
            lambda s: s.flips("single_set").flipped, needs=_BOTH, calibration=True),
+    # Specificity (evaluate --near-miss): how often a near miss of the trigger sets the backdoor off.
+    *_near_miss_metrics(),
 )
 BY_NAME: dict[str, Metric] = {metric.name: metric for metric in METRICS}
 
@@ -233,6 +346,12 @@ def select(names: Sequence[str] | None = None) -> list[Metric]:
 def compute(metrics: Sequence[Metric], scores: Scores) -> dict[str, Any]:
     """``{name: value}`` in the order given."""
     return {metric.name: metric.compute(scores) for metric in metrics}
+
+
+def specificity(report: dict) -> list[Metric]:
+    """The near-miss metrics (false triggered rates) that ``report`` holds, in registry order: the CLI summary,
+    the model card and the Evaluate tab show them when an evaluation scored near misses."""
+    return [metric for metric in METRICS if metric.group == NEAR_MISS and metric.name in report]
 
 
 def headlines() -> list[Metric]:
