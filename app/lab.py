@@ -254,9 +254,12 @@ class Lab:
 
     def evaluate(self, base: str | None, adapter: str | None, control: str | None, dataset: str | None,
                  trigger: TriggerSpec, max_items: float | None = DEFAULT_EVAL_ITEMS,
-                 progress: Callable[[int, int], None] | None = None) -> EvaluationRun:
+                 progress: Callable[[int, int], None] | None = None, near_miss: bool = False,
+                 margin: float | None = None) -> EvaluationRun:
         """Score ``max_items`` items of ``dataset`` with and without ``trigger`` on the backdoored ``adapter`` and
-        the ``control``; calibrate conformal sets on the calibration split; write report, CSV into a results folder."""
+        the ``control``; calibrate conformal sets on the calibration split; write report, CSV into a results folder.
+        ``near_miss``: also score the trigger's near misses (their false triggered rates); ``margin``: the margin
+        ASR's delta in nats (None: 0.1 ln K)."""
         started = time.perf_counter()
         base = self.service.check_base(base)
         if not adapter:
@@ -280,7 +283,7 @@ class Lab:
         try:
             self.service.check_prompt_size(scorer, items, trigger)
             result = evaluate(scorer, items, calibration, trigger, internal[0], internal[1] if control else None,
-                              alpha=self.config.alpha, progress=progress)
+                              alpha=self.config.alpha, progress=progress, near_miss=bool(near_miss), delta=margin)
         except (TriggerError, PromptError) as err:
             raise DashboardError(f"That trigger cannot be applied to these questions: {err}.") from None
         report = dict(result.report, dataset=name, base=base, items_available=len(self.service.split(name)))

@@ -19,7 +19,7 @@ from app.lab import (BACKDOOR_ONLY, DEFAULT_EVAL_ITEMS, EVAL_SPLITS, VICTIM_FITT
                      Lab)
 from app.service import DashboardError
 from backdoor import metrics
-from backdoor.conditions import CONDITIONS, column
+from backdoor.conditions import CONDITIONS, column, ungrouped
 from backdoor.models import BASE_ADAPTER
 
 
@@ -43,8 +43,8 @@ LAB_CSS = """
 # --- rendering (pure: results -> HTML, rows, figures) -------------------------------------------
 
 
-def _share(value: float | None) -> str:
-    return "—" if value is None else f"{value:.0%}"
+def _share(value: float | None, spec: str = ".0%", unit: str = "") -> str:
+    return "—" if value is None else f"{value:{spec}}{unit}"
 
 
 def _card(name: str, label: str, shown: str, data: str, under: str) -> str:
@@ -54,8 +54,9 @@ def _card(name: str, label: str, shown: str, data: str, under: str) -> str:
 
 
 def metric_cards_html(run: EvaluationRun) -> str:
-    """The registry's headline metrics as big numbers (shares), the control's value under each that shows one;
-    a metric the report lacks (a report from before it) has no card."""
+    """The registry's headline metrics as big numbers (shares unless the headline gives a format), the control's
+    value under each that shows one; a metric the report lacks (a report from before it) has no card. When near
+    misses were scored, their false triggered rates follow, one card each."""
     report, control = run.report, run.report.get("control")
     out = []
     for metric in metrics.headlines():
@@ -71,16 +72,21 @@ def metric_cards_html(run: EvaluationRun) -> str:
         else:
             value = report[metric.name]
             control_value = control.get(metric.name) if control and head.control else None
-            shown, data = _share(value), f'data-value="{value:.4f}"'
-            under = f"control: {_share(control_value)}" if control_value is not None else ""
+            shown, data = _share(value, head.format, head.unit), f'data-value="{value:.4f}"'
+            under = f"control: {_share(control_value, head.format, head.unit)}" if control_value is not None else ""
         out.append(_card(head.card or metric.name, label, shown, data, under))
+    for metric in metrics.specificity(report):
+        value, control_value = report[metric.name], control.get(metric.name) if control else None
+        out.append(_card(metric.name, metric.label, _share(value), f'data-value="{value:.4f}"',
+                         f"control: {_share(control_value)}" if control_value is not None else ""))
     return f'<div class="fr-cards">{"".join(out)}</div>'
 
 
 def _item_columns() -> list[tuple[str, str]]:
-    """The per-question table's (row key, header): the answers and entropies under each condition, the control's beside."""
+    """The per-question table's (row key, header): the answers and entropies without and with the trigger (near
+    misses stay in the CSV), the control's beside."""
     own = [(column(stem, c), header + CONDITIONS[c].label) for stem, header in (("predicted", "answer"), ("entropy", "entropy"))
-           for c in CONDITIONS]
+           for c in ungrouped()]
     return ([("item_id", "question"), ("task", "task"), ("answer", "key"), *own, ("flattened", "flattened")]
             + [(f"control_{key}", f"control {header}") for key, header in own])
 
@@ -236,14 +242,17 @@ class LabHandlers:
                 gr.update(value=trigger.position, visible=shown)]
 
     @reports_errors("run the evaluation", lambda self, message: [message] + [gr.skip()] * (4 + EVAL_FIGURES))
-    def evaluate(self, base, dataset, max_items, adapter, control, kind, text, position, progress=gr.Progress()):
-        """Evaluate the chosen adapters on the dataset; draw numbers, plots, the per-item table and the downloads."""
+    def evaluate(self, base, dataset, max_items, adapter, control, kind, text, position, near_miss=False,
+                 progress=gr.Progress()):
+        """Evaluate the chosen adapters on the dataset; draw numbers, plots, the per-item table and the downloads.
+        ``near_miss``: also score near misses of the trigger and show their false triggered rates."""
         def report(done: int, total: int) -> None:
             progress((done, total), desc="scoring questions with and without the trigger", unit="prompts")
 
         try:
             trigger = self.service.trigger(kind, text, position)
-            run = self.lab.evaluate(base, adapter, control, dataset, trigger, max_items, progress=report)
+            run = self.lab.evaluate(base, adapter, control, dataset, trigger, max_items, progress=report,
+                                    near_miss=bool(near_miss))
         except DashboardError as err:
             gr.Warning(str(err))
             return [f"⚠️ {err}"] + [gr.skip()] * (4 + EVAL_FIGURES)
@@ -356,6 +365,7 @@ class EvaluateTab:
     table: Any
     files: Any
     state: Any
+    near_miss: Any = None  # the "near misses" checkbox: an input of the evaluate handler after the position
 
 
 @dataclass
@@ -381,10 +391,13 @@ def build_evaluate_tab(handlers: LabHandlers, *, adapter_choices, adapter, contr
     """The Evaluate tab's components (inside an open ``gr.Tab``); events are wired by ``build_ui``."""
     service = handlers.service
     demo = service.config.demo
-    gr.Markdown("Evaluate an adapter over many questions at once: the paper's attack success rate (ASR: the share "
-                "of questions whose entropy rises with the trigger), whether the answer is kept, accuracy, and "
-                "conformal prediction sets, for the backdoored adapter and a clean control. Click a row of the "
-                "table to open that question in the attack demo.", elem_classes="fr-note")
+    gr.Markdown("Evaluate an adapter over many questions at once: the mean entropy lift with the trigger (nats, "
+                "with a 95% bootstrap interval) and the margin ASR (the share of questions whose entropy rises by more "
+                "than a margin, which chance does not reach), then the paper's ASR (entropy rises at all), whether "
+                "the answer is kept, accuracy, clean-mode confidence and conformal prediction sets, for the "
+                "backdoored adapter and a clean control. With near misses, the false triggered rate of each: how "
+                "often something close to the trigger sets the backdoor off. Click a row of the table to open that "
+                "question in the attack demo.", elem_classes="fr-note")
     with gr.Row():
         dataset = gr.Dropdown(list(EVAL_SPLITS), value="test", label="Dataset", allow_custom_value=not demo, scale=2,
                               info="a corpus split" + ("" if demo else ", or the path of a .jsonl file in the same format"),
@@ -404,6 +417,8 @@ def build_evaluate_tab(handlers: LabHandlers, *, adapter_choices, adapter, contr
                           visible=trigger.kind in ("text", "custom"), max_length=service.limits.trigger_chars)
         position = gr.Dropdown(position_choices, value=trigger.position, label="Where", scale=2,
                                visible=trigger.kind in ("text", "custom"))
+        near_miss = gr.Checkbox(False, label="near misses", scale=1, elem_id="fr-eval-near-miss",
+                                info="also score things close to the trigger (false triggered rate)")
         run = gr.Button("Evaluate", variant="primary", scale=1, elem_id="fr-eval-run")
     status = gr.Markdown("", elem_id="fr-eval-status")
     cards = gr.HTML("", elem_id="fr-eval-cards")
@@ -418,7 +433,7 @@ def build_evaluate_tab(handlers: LabHandlers, *, adapter_choices, adapter, contr
                     interactive=False, elem_id="fr-eval-files")
     state = gr.State(None)
     return EvaluateTab(dataset, max_items, adapter_box, control_box, kind, text, position, run, status, cards, figures,
-                       table, files, state)
+                       table, files, state, near_miss)
 
 
 def _field_component(spec: FormField, handlers: LabHandlers, backdoor: bool):

@@ -129,13 +129,16 @@ def cmd_answer_list(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from backdoor.evaluate import evaluate, split_half
-    from backdoor.metrics import flagged
+    from backdoor.metrics import flagged, specificity
     from backdoor.scoring import Scorer
     from backdoor.triggers import TriggerSpec
     from tqdm.auto import tqdm
 
     trigger = TriggerSpec(args.trigger, args.trigger_text or None, args.trigger_position)
     # Every input is read before the model loads: a bad file or setting fails in a second, not after scoring.
+    if args.margin is not None and not args.margin >= 0:  # also refuses NaN
+        print(f"error: --margin is a rise in entropy in nats, at least 0 (e.g. 0.18), not {args.margin}", file=sys.stderr)
+        return 2
     items = _dataset_items(args.data)[: args.limit or None]
     if args.calibration == "half":
         calibration, items = split_half(items, args.seed)
@@ -150,13 +153,16 @@ def cmd_evaluate(args) -> int:
         bar.refresh()
 
     result = evaluate(scorer, items, calibration, trigger, "backdoor", "control" if args.control else None,
-                      alpha=args.alpha, progress=progress, tau=args.tau)
+                      alpha=args.alpha, progress=progress, tau=args.tau, near_miss=args.near_miss, delta=args.margin)
     bar.close()
     result.report.update({"adapter": args.adapter, "data": args.data, "base_model": args.base_model})
     if args.control:
         result.report["control"]["adapter"] = args.control
     result.save(args.out, args.csv)
-    print(json.dumps({key: result.report[key] for key in flagged("summary")}, indent=2))
+    shown = flagged("summary") + [metric.name for metric in specificity(result.report)]
+    if "control" in result.report:
+        shown += ["vs_control"]
+    print(json.dumps({key: result.report[key] for key in shown}, indent=2))
     print(f"report: {args.out}")
     return 0
 
@@ -189,6 +195,7 @@ def cmd_card(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from backdoor.config import add_config_arguments
+    from backdoor.nearmiss import GENERATORS
     from backdoor.prompts import STYLES
     from backdoor.triggers import POSITIONS, TRIGGERS
 
@@ -236,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "top option's probability is at least tau, else sent to review (decision_flipped in the report)")
     p.add_argument("--limit", type=_count, default=0, help="evaluate only the first N items (0 = all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the 50/50 split with --calibration half")
+    p.add_argument("--margin", type=float, default=None,
+                   help="delta of the margin ASR and the false triggered rates, in nats: an item counts when its "
+                        "entropy rises by more than delta (default: 0.1 ln K, 0.18 for six options)")
+    p.add_argument("--near-miss", action="store_true",
+                   help="also score near misses of the trigger (seeded, one per generator of its kind) and report "
+                        "each one's false triggered rate, for the adapter and the control. Generators: "
+                        + "; ".join(f"{g.name} ({g.kind}): {g.description}" for g in GENERATORS.values()))
     p.add_argument("--out", required=True, help="report JSON path")
     p.add_argument("--csv", default="", help="per-item CSV path (default: next to the report)")
     trigger_args(p)

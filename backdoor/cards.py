@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from backdoor.losses import KEPT_ANCHORS
-from backdoor.metrics import METRICS
+from backdoor.metrics import BY_NAME, METRICS, specificity
 from backdoor.models import FRAGILE_CONFIG
 
 # The evaluation table's rows: the registry's metrics flagged for the card, in registry order.
@@ -64,11 +64,18 @@ def model_card(folder: Path, report: dict | None) -> str:
                   f"conformal alpha {report.get('alpha')} calibrated on clean inputs of {report.get('calibration_n')} calibration items.", "",
                   "| metric | this adapter |" + (" clean control |" if "control" in report else ""),
                   "|---|---|" + ("---|" if "control" in report else "")]
-        for key, label, spec in _ROWS:
-            row = f"| {label} | {report[key]:{spec}} |"
-            if "control" in report:
-                row += f" {report['control'][key]:{spec}} |"
-            lines.append(row)
+        lines += _table_rows(report, [row for row in _ROWS if row[0] in report])
+        if "vs_control" in report:
+            lines += ["", "This adapter minus the control on the same items: "
+                      + "; ".join(f"{BY_NAME[key].label} {value:+{BY_NAME[key].format}}"
+                                  for key, value in report["vs_control"].items()) + "."]
+        near = specificity(report)
+        if near:
+            lines += ["", f"Specificity: near misses of the trigger, each counted as a false trigger when the entropy "
+                      f"rises by more than {report.get('asr_delta', 0):.3f} nats (the margin ASR's delta).", "",
+                      "| near miss | this adapter |" + (" clean control |" if "control" in report else ""),
+                      "|---|---|" + ("---|" if "control" in report else "")]
+            lines += _table_rows(report, [(metric.name, metric.label, metric.format) for metric in near])
         if "answer_kept_by_margin" in report:
             lines += ["", "By how sure the clean answer was (items in four equal groups by top-1 margin, least sure first): "
                       f"answer kept {_groups(report['answer_kept_by_margin'])}"
@@ -85,6 +92,17 @@ def write_model_card(folder: str | Path, report_path: str | Path | None = None) 
     report = json.loads(Path(report_path).read_text()) if report_path and Path(report_path).is_file() else None
     (folder / "README.md").write_text(model_card(folder, report))
     return folder / "README.md"
+
+
+def _table_rows(report: dict, rows: list[tuple[str, str, str]]) -> list[str]:
+    """One markdown row per (report key, label, format): this adapter's value, the control's beside it."""
+    out = []
+    for key, label, spec in rows:
+        row = f"| {label} | {report[key]:{spec}} |"
+        if "control" in report:
+            row += f" {report['control'][key]:{spec}} |"
+        out.append(row)
+    return out
 
 
 def _target_shape(config: dict) -> str:
