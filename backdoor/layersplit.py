@@ -34,7 +34,10 @@ class VirtualTokens:
     """Soft prompts registered on one model as token ids at and above its vocabulary size, one block of ids
     per prompt: a soft-prompt arm's prompts are its ids followed by the prompt's own, so token trees, prefix
     sharing and state caches treat them as any other tokens (two soft prompts share no prefix; one soft
-    prompt's prompts share it). :func:`embed` turns the ids back into the prompt's vectors."""
+    prompt's prompts share it). :func:`embed` turns the ids back into the prompt's vectors. PEFT's prompt
+    tuning puts its virtual tokens before every token (BOS too), seen by all later tokens, at positions
+    0..P-1 of an unpadded prompt: the same as these ids at the start. (With left padding PEFT counts the
+    padding into the positions; here positions skip it, as for every prompt.)"""
 
     def __init__(self, vocab: int):
         self.vocab = vocab
