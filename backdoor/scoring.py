@@ -511,26 +511,44 @@ class Scorer:
             else:
                 out[index] = cached
         letter_ids = torch.tensor(self.letter_ids, device=self.device)
-        split, route = self._parting(rows[i][1] for i in todo)
         done = 0
-        for chunk in self._chunks(todo, rows):
-            inputs, routes = [(rows[i][0], rows[i][2]) for i in chunk], [rows[i][1] for i in chunk]
-            with self._lock:
-                if split is not None and len(set(inputs)) <= self.prefix_sharing_up_to:
-                    option_logits = self._shared_prefix_option_logits(inputs, routes, split, route)
-                    self._trim_runs()
-                elif split is not None:
-                    option_logits = self._split_option_logits(inputs, routes, split, route)
-                else:
-                    option_logits = self._forward_last(inputs, routes)[:, letter_ids]
-            probs = torch.softmax(option_logits, dim=-1).cpu().numpy()  # [B, 6]
-            for b, index in enumerate(chunk):
-                out[index] = probs[b]
-                self._remember(rows[index], probs[b])
-            done += len(chunk)
-            if progress:
-                progress(done, len(todo))
+        for group, (split, route) in self._route_groups(rows[i][1] for i in todo):
+            for chunk in self._chunks([i for i in todo if rows[i][1] in group], rows):
+                self._score_chunk(chunk, rows, split, route, letter_ids, out)
+                done += len(chunk)
+                if progress:
+                    progress(done, len(todo))
         return out
+
+    def _route_groups(self, routes: Iterable[str]) -> list[tuple[set[str], tuple[int | None, str]]]:
+        """The routes scored together, each group with its :meth:`_parting`. Adapters that share lower layers (a
+        backdoor and the victim it started from) part late, but beside the base model every path parts at the
+        embeddings; then the base model runs on its own and the adapters share their lower layers."""
+        routes = set(routes)
+        together = self._parting(routes)
+        others = routes - {BASE_ADAPTER}
+        if BASE_ADAPTER in routes and len(others) >= 2 and together[0] is not None:
+            apart = self._parting(others)
+            if apart[0] > together[0]:
+                return [({BASE_ADAPTER}, self._parting({BASE_ADAPTER})), (others, apart)]
+        return [(routes, together)]
+
+    def _score_chunk(self, chunk: list[int], rows: Sequence[Row], split: int | None, route: str,
+                     letter_ids: torch.Tensor, out: np.ndarray) -> None:
+        """Score the rows ``chunk`` (whose routes part at ``split``, ``route`` below it) in one hold of the model."""
+        inputs, routes = [(rows[i][0], rows[i][2]) for i in chunk], [rows[i][1] for i in chunk]
+        with self._lock:
+            if split is not None and len(set(inputs)) <= self.prefix_sharing_up_to:
+                option_logits = self._shared_prefix_option_logits(inputs, routes, split, route)
+                self._trim_runs()
+            elif split is not None:
+                option_logits = self._split_option_logits(inputs, routes, split, route)
+            else:
+                option_logits = self._forward_last(inputs, routes)[:, letter_ids]
+        probs = torch.softmax(option_logits, dim=-1).cpu().numpy()  # [B, 6]
+        for b, index in enumerate(chunk):
+            out[index] = probs[b]
+            self._remember(rows[index], probs[b])
 
     def _chunks(self, todo: Sequence[int], rows: Sequence[Row]) -> list[list[int]]:
         """``todo`` cut into chunks of at most ``batch_size`` rows and ``tokens_per_chunk`` tokens (one row at

@@ -404,3 +404,15 @@ def test_adapters_with_the_same_lower_lora_share_those_layers_and_score_as_alone
         np.testing.assert_allclose(row, reference_probs(model, tokenizer, twins.render(cell.item, cell.trigger).text),
                                    atol=1e-5, err_msg=f"{cell.adapter} {cell.trigger}")
     assert np.abs(np.log(batched[0]) - np.log(batched[2])).max() > 0.2, "the twin's upper layers really differ"
+
+
+def test_base_model_beside_adapters_that_share_lower_layers_scores_as_alone(tiny_model_dir, twin_adapters, sample_item):
+    """The dashboard's usual columns: the base model, a clean adapter and a backdoor started from it (same lower
+    LoRA). The adapters share their lower layers; the base model's rows must never run through them."""
+    twins = Scorer.load(str(tiny_model_dir), adapters={n: str(p) for n, p in twin_adapters.items()}, device="cpu")
+    cells = [Cell(sample_item, trigger, arm) for arm in (BASE_ADAPTER, "clean", "twin") for trigger in (None, TRIGGER)]
+    scored = twins.score(cells)
+    for cell, scores in zip(cells, scored):
+        model, tokenizer = reference_model(tiny_model_dir, None if cell.arm == BASE_ADAPTER else twin_adapters[cell.arm])
+        np.testing.assert_allclose(scores.probs, reference_probs(model, tokenizer, twins.render(cell.item, cell.trigger).text),
+                                   atol=1e-5, err_msg=f"{cell.arm} {cell.trigger}")
