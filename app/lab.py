@@ -277,12 +277,12 @@ class Lab:
             raise DashboardError("No calibration questions are available for the conformal sets; "
                                  "the corpus's calibration split is missing.")
         names = [adapter] + ([control] if control else [])
-        scorer, _, internal = self.service.attach(base, names)
-        display = dict(zip(internal, names))
+        scorer, _, arm_names = self.service.attach(base, names)
+        display = dict(zip(arm_names, names))
         display.setdefault(BASE_ADAPTER, BASE_ADAPTER)
         try:
-            self.service.check_prompt_size(scorer, items, trigger)
-            result = evaluate(scorer, items, calibration, trigger, internal[0], internal[1] if control else None,
+            self.service.check_prompt_size(scorer, items, trigger, arm_names)
+            result = evaluate(scorer, items, calibration, trigger, arm_names[0], arm_names[1] if control else None,
                               alpha=self.config.alpha, progress=progress, near_miss=bool(near_miss), delta=margin)
         except (TriggerError, PromptError) as err:
             raise DashboardError(f"That trigger cannot be applied to these questions: {err}.") from None

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -72,8 +71,3 @@ def base_arm(name: str = BASE_ADAPTER) -> Arm:
     """The base model itself: no adapter, no prefix, no soft prompt."""
     return Arm(name=name)
 
-
-def folder_of(path: str | Path) -> Path:
-    """An arm's folder, or a training output folder holding it in ``adapter/``."""
-    path = Path(path)
-    return path / "adapter" if not (path / "fragile_config.json").is_file() and (path / "adapter").is_dir() else path

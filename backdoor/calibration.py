@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from backdoor import uncertainty
-from backdoor.models import ADAPTER_CONFIG, BASE_ADAPTER
+from backdoor.models import ADAPTER_CONFIG, BASE_ADAPTER, WEIGHT_FILES
 from dataset.schema import LETTERS, Item
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,6 @@ THRESHOLDS_FILE = "conformal.json"  # inside an adapter folder
 BASE_THRESHOLDS_FILE = "base-model.conformal.json"  # directly in the adapters folder: the base model's own
 SHIPPED_ALPHAS = (0.05, 0.1, 0.2)
 FORMAT = 1
-WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 CHUNK_ITEMS = 4  # calibration items per Scorer call, so live requests get the model between chunks
 
 _digests: dict[tuple[str, int, int], str] = {}
