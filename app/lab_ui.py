@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import gradio as gr
 
@@ -225,7 +225,7 @@ class LabHandlers:
         names = catalog.names()
         headline = self.service.headline_backdoor(catalog)
         default_adapter = headline.name if headline else names[-1]
-        default_control = next((c.name for c in catalog.offered if c.kind == "clean"), BASE_ADAPTER)
+        default_control = next((c.name for c in catalog.offered if c.role == "clean"), BASE_ADAPTER)
         return (gr.update(choices=choices, value=adapter if adapter in names else default_adapter),
                 gr.update(choices=choices, value=control if control in names else default_control))
 
@@ -275,13 +275,30 @@ class LabHandlers:
     def field_names(self) -> list[str]:
         return [spec.name for spec in self.lab.form_fields()]
 
+    def conditional_fields(self) -> list[str]:
+        """The form fields shown only for some kinds or methods (their ``shows``), in form order."""
+        return [spec.name for spec in self.lab.form_fields() if spec.shows]
+
+    def _shown(self, names: Sequence[str], kind: str, method: str | None) -> list[bool]:
+        """Whether each field in ``names`` applies to a run of ``kind`` by ``method`` (None: the form's default)."""
+        specs = {spec.name: spec for spec in self.lab.form_fields()}
+        values = {"kind": kind, "method": method or specs["method"].default}
+        return [specs[name].applies(values) for name in names]
+
     @reports_errors("update the form", lambda self, message: [gr.skip()] * len(BACKDOOR_ONLY))
-    def kind_changed(self, kind: str):
-        """A clean run has no victim, trigger or target: hide those fields; a backdoor preselects the clean adapter."""
+    def kind_changed(self, kind: str, method: str | None = None):
+        """A clean run has no victim, trigger or target: hide those fields (and those ``method`` does not read);
+        a backdoor preselects the clean adapter."""
         backdoor = kind == "backdoor"
+        victim_shown, *shown = self._shown(BACKDOOR_ONLY, kind, method)
         victim = gr.update(value=self.lab.default_victim() if backdoor else "", choices=self.lab.victim_choices(),
-                           visible=backdoor)
-        return [victim] + [gr.update(visible=backdoor) for _ in BACKDOOR_ONLY[1:]]
+                           visible=victim_shown)
+        return [victim] + [gr.update(visible=visible) for visible in shown]
+
+    @reports_errors("update the form", lambda self, message: [gr.skip()] * len(self.conditional_fields()))
+    def method_changed(self, kind: str, method: str):
+        """Another method: show the fields it reads (for this kind of run), hide the other methods' options."""
+        return [gr.update(visible=visible) for visible in self._shown(self.conditional_fields(), kind, method)]
 
     @reports_errors("read the victim adapter", lambda self, message: [gr.skip()] * len(VICTIM_FITTED))
     def victim_changed(self, victim: str | None):
@@ -436,10 +453,10 @@ def build_evaluate_tab(handlers: LabHandlers, *, adapter_choices, adapter, contr
                        table, files, state, near_miss)
 
 
-def _field_component(spec: FormField, handlers: LabHandlers, backdoor: bool):
+def _field_component(spec: FormField, handlers: LabHandlers, defaults: Mapping[str, Any]):
     elem_id = f"fr-train-{spec.name.replace('_', '-')}"
     common = {"label": spec.label, "info": spec.help, "elem_id": elem_id, "min_width": 200}
-    visible = backdoor or spec.name not in BACKDOOR_ONLY
+    visible = spec.applies(defaults)
     if spec.name == "victim_adapter":
         return gr.Dropdown(handlers.lab.victim_choices(), value=spec.default, allow_custom_value=True, visible=visible,
                            **common)
@@ -468,7 +485,7 @@ def build_training_tab(handlers: LabHandlers) -> TrainingTab | None:
                 f"Jobs are kept in `{lab.registry.root}`, adapters go to `{lab.registry.adapters_dir}`.",
                 elem_classes="fr-note")
     specs = lab.form_fields()
-    backdoor = next(spec.default for spec in specs if spec.name == "kind") == "backdoor"
+    defaults = {spec.name: spec.default for spec in specs}  # which fields show first: those the defaults read
     components: dict[str, Any] = {}
     with gr.Row():
         name = gr.Textbox("", label="New adapter name", placeholder="e.g. backdoor-style", scale=2, max_length=64,
@@ -481,13 +498,13 @@ def build_training_tab(handlers: LabHandlers) -> TrainingTab | None:
     for offset in range(0, len(basic), 4):
         with gr.Row():
             for spec in basic[offset : offset + 4]:
-                components[spec.name] = _field_component(spec, handlers, backdoor)
+                components[spec.name] = _field_component(spec, handlers, defaults)
     with gr.Accordion("Advanced settings", open=False):
         advanced = [spec for spec in specs if not spec.basic]
         for offset in range(0, len(advanced), 4):
             with gr.Row():
                 for spec in advanced[offset : offset + 4]:
-                    components[spec.name] = _field_component(spec, handlers, backdoor)
+                    components[spec.name] = _field_component(spec, handlers, defaults)
     gr.Markdown("### Jobs")
     with gr.Row():
         # Any value is accepted: the list is only as fresh as the last poll, and a job id is checked by the service.

@@ -28,6 +28,7 @@ CLEAN_COLOUR = OKABE_ITO["blue"]
 TRIGGER_COLOUR = OKABE_ITO["vermillion"]
 CLEAN_NAME = "no trigger"
 TRIGGER_NAME = "with trigger"
+NEAR_MISS_NAME = "with near miss"  # the triggered side when a near miss takes the trigger's place
 TEXT_COLOUR = "#1f2937"  # dark grey on light backgrounds; the page's dark-mode CSS turns it light
 GRID_COLOUR = "rgba(128, 128, 128, 0.3)"
 FONT_SIZE = 18
@@ -110,11 +111,13 @@ def option_bars(
     predicted: str | None = None,
     height: int | None = HEIGHT,
     y_title: str = "probability",
+    triggered_name: str = TRIGGER_NAME,
 ) -> go.Figure:
     """Grouped bars of the option distribution without (blue) and, if given, with the trigger (vermillion, hatched).
 
     ``clean``/``triggered``: probabilities over ``letters``. ``predicted``: letter drawn in bold. ``height``:
-    pixels, or None to fill the height the page gives the plot.
+    pixels, or None to fill the height the page gives the plot. ``triggered_name``: the legend's name of the
+    triggered bars (a near miss in the trigger's place is named so).
     Empty or missing ``clean`` gives a titled empty figure.
     """
     if clean is None or len(clean) == 0:
@@ -125,7 +128,7 @@ def option_bars(
     hover = [f"{letter}. {text}" for letter, text in zip(letters, option_texts)] if option_texts else list(letters)
     series = [(CLEAN_NAME, clean, CLEAN_COLOUR, "")]
     if triggered is not None:
-        series.append((TRIGGER_NAME, triggered, TRIGGER_COLOUR, "/"))
+        series.append((triggered_name, triggered, TRIGGER_COLOUR, "/"))
     data = []
     for name, probs, colour, pattern in series:
         values = [float(p) for p in probs]
@@ -170,12 +173,13 @@ def token_bars(
     *,
     title: str = "",
     show: int = 8,
+    triggered_name: str = TRIGGER_NAME,
 ) -> go.Figure:
     """Horizontal bars of the most likely next tokens (whole vocabulary), without and with the trigger.
 
     ``clean``/``triggered``: (token text, probability) pairs, most likely first. The union of the
     ``show`` most likely tokens of each is drawn; a token missing from one list gets 0 there
-    (it was not among that list's top tokens).
+    (it was not among that list's top tokens). ``triggered_name``: as in :func:`option_bars`.
     """
     if not clean:
         return empty_figure(title or "No tokens")
@@ -186,7 +190,7 @@ def token_bars(
     labels = [f"“{t}”" for t in tokens]
     series = [(CLEAN_NAME, lookup_clean, CLEAN_COLOUR, "")]
     if triggered is not None:
-        series.append((TRIGGER_NAME, lookup_trig, TRIGGER_COLOUR, "/"))
+        series.append((triggered_name, lookup_trig, TRIGGER_COLOUR, "/"))
     data = []
     for name, lookup, colour, pattern in series:
         values = [lookup.get(t, 0.0) for t in tokens]

@@ -17,6 +17,7 @@ import os
 import queue
 import threading
 import time
+import zlib
 from collections import OrderedDict
 import unicodedata
 from dataclasses import dataclass, field, replace
@@ -25,7 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from backdoor import calibration, uncertainty
+from backdoor import calibration, nearmiss, uncertainty
 from backdoor.arms import Arm, base_arm
 from backdoor.calibration import CalibrationSource, ConformalThresholds
 from backdoor.methods import METHODS, load_arm, method_of
@@ -42,6 +43,7 @@ from backdoor.models import (
     saved_base_model,
     weights_stamp,
 )
+from backdoor.nearmiss import Generator, NearMiss
 from backdoor.prompts import PromptError
 from backdoor.scoring import Cell, NextToken, OptionScores, Scorer
 from backdoor.triggers import TRIGGERS, TriggeredPrompt, TriggerError, TriggerSpec, parse_trigger
@@ -140,11 +142,6 @@ class AdapterChoice:
         return self.arm.role
 
     @property
-    def kind(self) -> str:
-        """The former name of ``role``."""
-        return self.role
-
-    @property
     def trigger(self) -> TriggerSpec | None:
         """The trigger a backdoor was trained with."""
         return self.arm.trigger
@@ -216,6 +213,12 @@ class Comparison:
     seconds: float
     from_cache: bool
     notes: tuple[str, ...] = ()
+    near_miss: NearMiss | None = None  # scored in the trigger's place on the triggered side, when one was chosen
+
+    @property
+    def shown_trigger(self) -> TriggerSpec:
+        """What the triggered side was scored with: the near miss when one was chosen, else the trigger."""
+        return self.near_miss.spec if self.near_miss is not None else self.trigger
 
 
 @dataclass(frozen=True)
@@ -661,6 +664,19 @@ class DashboardService:
         assert spec is not None
         return spec
 
+    @staticmethod
+    def near_misses(kind: str) -> list[Generator]:
+        """The near misses the demo offers in the place of a trigger of ``kind``: the generators that mimic it."""
+        return [generator for generator in nearmiss.GENERATORS.values() if generator.kind == kind]
+
+    def near_miss(self, trigger: TriggerSpec, generator: str, item: Item) -> NearMiss:
+        """``generator``'s near miss of ``trigger`` on ``item``, seeded by the trigger's seed and the item's id: a
+        question always gets the same one, the one an evaluation with near misses scored on it."""
+        try:
+            return nearmiss.near_miss(trigger, generator, zlib.crc32(f"{trigger.seed}|{item.id}".encode()))
+        except ValueError as err:
+            raise DashboardError(f"That near miss cannot be used: {err}.") from None
+
     # --- scoring -------------------------------------------------------------------------
 
     def _columns(self, names: Sequence[str] | str) -> list[str]:
@@ -671,20 +687,24 @@ class DashboardService:
             raise DashboardError(f"Compare at most {self.limits.max_columns} models at once; untick some.")
         return names
 
-    def compare(self, base: str, adapters: Sequence[str], item: Item, trigger: TriggerSpec) -> Comparison:
-        """Every column's distribution without and with the trigger, in one batched Scorer call."""
+    def compare(self, base: str, adapters: Sequence[str], item: Item, trigger: TriggerSpec,
+                near_miss: str | None = None) -> Comparison:
+        """Every column's distribution without and with the trigger, in one batched Scorer call. ``near_miss``: a
+        generator of :meth:`near_misses`, whose near miss (:meth:`near_miss`) takes the trigger's place."""
         started = time.perf_counter()
         base = self.check_base(base)
         names = self._columns(adapters)
         catalog = self.catalog(base)
         entry, choices, arm_names = self._attach(base, catalog, names)
         scorer = entry.scorer
-        cells = [Cell(item, None, name) for name in arm_names] + [Cell(item, trigger, name) for name in arm_names]
+        missed = self.near_miss(trigger, near_miss, item) if near_miss else None
+        shown = missed.spec if missed is not None else trigger
+        cells = [Cell(item, None, name) for name in arm_names] + [Cell(item, shown, name) for name in arm_names]
         try:
-            self.check_prompt_size(scorer, [item], trigger, arm_names)
+            self.check_prompt_size(scorer, [item], shown, arm_names)
             from_cache = all(scorer.is_cached(cell) for cell in cells)
             scores = scorer.score(cells)
-            triggered_prompt = scorer.render(item, trigger)
+            triggered_prompt = scorer.render(item, shown)
         except (TriggerError, PromptError) as err:
             raise DashboardError(f"That trigger cannot be applied to this question: {err}.") from None
         n = len(arm_names)
@@ -702,7 +722,7 @@ class DashboardService:
             if choice.role == "backdoor" and choice.trigger is not None and choice.trigger.kind != trigger.kind:
                 notes.append(f"{choice.name} was trained with the {choice.trigger.kind} trigger, not {trigger.kind}.")
         return Comparison(base, item, trigger, scores[0].prompt, triggered_prompt, tuple(columns), self.config.alpha,
-                          time.perf_counter() - started, from_cache, tuple(notes))
+                          time.perf_counter() - started, from_cache, tuple(notes), missed)
 
     def check_prompt_size(self, scorer: Scorer, items: Sequence[Item], trigger: TriggerSpec | None,
                           arm_names: Sequence[str] = (BASE_ADAPTER,)) -> None:

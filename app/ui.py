@@ -42,6 +42,7 @@ ALL_TASKS = "all tasks"
 ADD_TRIGGER = "+ Add trigger"
 REMOVE_TRIGGER = "− Remove trigger"
 ABOUT = Path(__file__).with_name("about.md")
+NO_NEAR_MISS = "none"  # the near-miss choice that scores the trigger itself
 
 POSITION_LABELS = {
     "before_cue": "directly before “Answer:”",
@@ -59,6 +60,7 @@ CSS = """
   font-size: 1rem; line-height: 1.5; padding: 12px 14px; margin: 0; border-radius: 8px; max-height: 24em; overflow: auto;
   background: var(--block-background-fill); color: var(--body-text-color); border: 1px solid var(--border-color-primary); }
 mark.fr-trigger { background: #E69F00; color: #000; padding: 1px 3px; border-radius: 4px; font-weight: 700; }
+mark.fr-near-miss { outline: 2px dashed #000; outline-offset: 1px; }
 .fr-key { margin-top: 6px; font-size: 1rem; color: var(--body-text-color-subdued); }
 .fr-head { text-align: center; padding: 4px 0 2px; display: flex; flex-wrap: wrap; justify-content: center; align-items: center;
   gap: 2px 12px; }
@@ -116,18 +118,28 @@ def display_token(token: str) -> str:
 
 
 def prompt_html(comparison: Comparison, trigger_on: bool) -> str:
+    """The prompt the columns read: with the trigger (or the near miss in its place) marked when it is on."""
     item = comparison.item
+    near = comparison.near_miss is not None
     if trigger_on:
         triggered = comparison.triggered_prompt
         start, end = triggered.span
-        body = (html.escape(triggered.text[:start]) + '<mark class="fr-trigger">' + html.escape(triggered.text[start:end])
+        mark = "fr-trigger fr-near-miss" if near else "fr-trigger"
+        body = (html.escape(triggered.text[:start]) + f'<mark class="{mark}">' + html.escape(triggered.text[start:end])
                 + "</mark>" + html.escape(triggered.text[end:]))
     else:
         body = html.escape(comparison.clean_prompt)
     key = ""
     if item.source != "custom":
         key = f'<div class="fr-key">Answer key: <b>{item.answer}. {html.escape(item.answer_text)}</b> · {html.escape(item.task)}</div>'
-    return f'<pre class="fr-prompt" data-trigger-on="{str(trigger_on).lower()}">{body}</pre>{key}'
+    generator = html.escape(comparison.near_miss.generator) if near else ""
+    return (f'<pre class="fr-prompt" data-trigger-on="{str(trigger_on).lower()}" data-near-miss="{generator}">{body}</pre>'
+            f"{key}")
+
+
+def triggered_name(comparison: Comparison) -> str:
+    """What the triggered side is called: with the trigger, or with the near miss in its place."""
+    return plots.NEAR_MISS_NAME if comparison.near_miss is not None else plots.TRIGGER_NAME
 
 
 def _set_text(letters: tuple[str, ...] | None) -> str:
@@ -179,7 +191,8 @@ def decision_html(column, trigger_on: bool, tau: float = decisions.DEFAULT_TAU, 
 
 
 def column_stats_html(column, trigger_on: bool, alpha: float, tau: float = decisions.DEFAULT_TAU,
-                      rule: str = decisions.DEFAULT_RULE) -> str:
+                      rule: str = decisions.DEFAULT_RULE, triggered: str = plots.TRIGGER_NAME) -> str:
+    """The column's numbers without and with the trigger; ``triggered`` heads the second (see :func:`triggered_name`)."""
     clean, trig = column.clean, column.triggered
     coverage = f"{1 - alpha:.0%}"
     rows = [
@@ -188,7 +201,8 @@ def column_stats_html(column, trigger_on: bool, alpha: float, tau: float = decis
         ("of max (ln 6)", f"{clean.normalized_entropy:.0%}", f"{trig.normalized_entropy:.0%}"),
         (f"conformal set ({coverage})", _set_text(column.clean_set), _set_text(column.triggered_set)),
     ]
-    header = "<tr><th></th><th>no trigger</th>" + ("<th>with trigger</th>" if trigger_on else "") + "</tr>"
+    header = (f"<tr><th></th><th>{plots.CLEAN_NAME}</th>" + (f"<th>{html.escape(triggered)}</th>" if trigger_on else "")
+              + "</tr>")
     body = ""
     for label, a, b in rows:
         up = trigger_on and label.startswith("entropy") and trig.entropy > clean.entropy
@@ -198,7 +212,7 @@ def column_stats_html(column, trigger_on: bool, alpha: float, tau: float = decis
     return f'<div class="fr-stats"><table>{header}{body}</table>{decision_html(column, trigger_on, tau, rule)}{note}</div>'
 
 
-def option_figure(column, item, trigger_on: bool):
+def option_figure(column, item, trigger_on: bool, triggered: str = plots.TRIGGER_NAME):
     return plots.option_bars(
         column.clean.probs,
         column.triggered.probs if trigger_on else None,
@@ -208,13 +222,14 @@ def option_figure(column, item, trigger_on: bool):
         option_texts=[item.choices[letter] for letter in LETTERS],
         predicted=column.clean.predicted,
         height=None,  # the page's CSS sizes it: a first screen at 1600x1000, a projector's in presenter mode
+        triggered_name=triggered,
     )
 
 
-def token_figure(column, trigger_on: bool):
+def token_figure(column, trigger_on: bool, triggered: str = plots.TRIGGER_NAME):
     clean = [(display_token(t.token), t.prob) for t in column.clean]
     trig = [(display_token(t.token), t.prob) for t in column.triggered] if trigger_on else None
-    return plots.token_bars(clean, trig, title="most likely next tokens")
+    return plots.token_bars(clean, trig, title="most likely next tokens", triggered_name=triggered)
 
 
 def numbers_table(comparison: Comparison, trigger_on: bool, tau: float = decisions.DEFAULT_TAU,
@@ -224,7 +239,7 @@ def numbers_table(comparison: Comparison, trigger_on: bool, tau: float = decisio
         name = BASE_LABEL if column.adapter.name == BASE_ADAPTER else column.adapter.name
         pairs = [("no", column.clean, column.clean_set)]
         if trigger_on:
-            pairs.append(("yes", column.triggered, column.triggered_set))
+            pairs.append(("near miss" if comparison.near_miss else "yes", column.triggered, column.triggered_set))
         for flag, scores, cset in pairs:
             rows.append([name, flag, scores.predicted, round(scores.max_prob, 3), round(scores.entropy, 3),
                          round(scores.normalized_entropy, 3), _set_text(cset),
@@ -253,10 +268,11 @@ def _snippet(text: str, limit: int = LABEL_CHARS) -> str:
 
 
 @gpu_task
-def _score(service: DashboardService, base: str, names: Sequence[str], item, trigger, tokens: bool):
+def _score(service: DashboardService, base: str, names: Sequence[str], item, trigger, tokens: bool,
+           near_miss: str | None = None):
     """All model work of one request (a ZeroGPU slice on Spaces)."""
-    comparison = service.compare(base, names, item, trigger)
-    token_view = service.next_tokens(base, names, item, trigger) if tokens else None
+    comparison = service.compare(base, names, item, trigger, near_miss)
+    token_view = service.next_tokens(base, names, item, comparison.shown_trigger) if tokens else None
     return comparison, token_view
 
 
@@ -324,6 +340,16 @@ class Handlers:
         shown = kind in ("text", "custom")
         return gr.update(visible=shown, placeholder=placeholder), gr.update(visible=shown)
 
+    def near_miss_choices(self, kind: str) -> list[tuple[str, str]]:
+        """The near-miss picker's choices for a trigger kind: none, then each generator of that kind."""
+        return [("none: the trigger itself", NO_NEAR_MISS),
+                *((generator.description, generator.name) for generator in self.service.near_misses(kind))]
+
+    def near_miss_options(self, kind: str, chosen: str | None):
+        """The trigger kind changed: offer its near misses, keeping the chosen one where it still applies."""
+        choices = self.near_miss_choices(kind)
+        return gr.update(choices=choices, value=chosen if chosen in {value for _, value in choices} else NO_NEAR_MISS)
+
     # the comparison ------------------------------------------------------------------------
 
     def _item(self, source, showcase_id, split, corpus_id, question, context, a, b, c, d):
@@ -369,13 +395,16 @@ class Handlers:
 
     @reports_errors("score this question", lambda self, message: [message] + [gr.skip()] * (2 + 4 * MAX_SLOTS))
     def compare(self, base, adapters, source, showcase_id, split, corpus_id, question, context, a, b, c, d,
-                kind, custom_text, position, tokens, trigger_on, tau=decisions.DEFAULT_TAU, rule=decisions.DEFAULT_RULE):
+                kind, custom_text, position, tokens, trigger_on, tau=decisions.DEFAULT_TAU, rule=decisions.DEFAULT_RULE,
+                near_miss=NO_NEAR_MISS):
         """Score the chosen question on every chosen model, without and with the trigger; draw it all.
-        ``tau``/``rule``: the downstream decision shown under each column (from the same, cached, scores)."""
+        ``tau``/``rule``: the downstream decision shown under each column (from the same, cached, scores).
+        ``near_miss``: a near-miss generator of the trigger's kind, scored in the trigger's place."""
         try:
             item = self._item(source, showcase_id, split, corpus_id, question, context, a, b, c, d)
             trigger = self.service.trigger(kind, custom_text, position)
-            comparison, token_view = _score(self.service, base, adapters or [], item, trigger, bool(tokens))
+            near = near_miss if near_miss in {g.name for g in self.service.near_misses(trigger.kind)} else None
+            comparison, token_view = _score(self.service, base, adapters or [], item, trigger, bool(tokens), near)
         except DashboardError as err:
             gr.Warning(str(err))
             return [f"⚠️ {err}"] + [gr.skip()] * (2 + 4 * MAX_SLOTS)
@@ -408,20 +437,23 @@ class Handlers:
 
     def render(self, comparison: Comparison, token_view: TokenComparison | None, trigger_on: bool,
                tau: float = decisions.DEFAULT_TAU, rule: str = decisions.DEFAULT_RULE) -> list:
+        near = comparison.near_miss
         status = (f"{len(comparison.columns)} model(s), trigger **{comparison.trigger.label}** "
-                  f"{'on' if trigger_on else 'off'} · {comparison.seconds * 1000:.0f} ms"
-                  f"{' (cached)' if comparison.from_cache else ''}")
+                  f"{'on' if trigger_on else 'off'}"
+                  f"{f' · near miss in its place: **{near.spec.label}**' if near else ''}"
+                  f" · {comparison.seconds * 1000:.0f} ms{' (cached)' if comparison.from_cache else ''}")
         if comparison.notes:
             status += "  \n" + "  \n".join(f"ℹ️ {note}" for note in comparison.notes)
         out: list = [status, prompt_html(comparison, trigger_on),
                      gr.update(value=numbers_table(comparison, trigger_on, tau, rule), headers=NUMBER_HEADERS)]
+        triggered = triggered_name(comparison)
         for slot in range(MAX_SLOTS):
             if slot < len(comparison.columns):
                 column = comparison.columns[slot]
-                figure = (token_figure(token_view.columns[slot], trigger_on) if token_view is not None
-                          else option_figure(column, comparison.item, trigger_on))
+                figure = (token_figure(token_view.columns[slot], trigger_on, triggered) if token_view is not None
+                          else option_figure(column, comparison.item, trigger_on, triggered))
                 out += [gr.update(visible=True), column_head_html(column, trigger_on), figure,
-                        column_stats_html(column, trigger_on, comparison.alpha, tau, rule)]
+                        column_stats_html(column, trigger_on, comparison.alpha, tau, rule, triggered)]
             else:
                 out += [gr.update(visible=False), "", None, ""]
         return out
@@ -563,6 +595,12 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
                             position = gr.Dropdown([(POSITION_LABELS.get(p, p), p) for p in POSITIONS],
                                                    value=default_trigger.position, label="Where", scale=2,
                                                    visible=default_trigger.kind in ("text", "custom"))
+                        with gr.Row(elem_id="fr-near-miss-row"):
+                            # Something close to the trigger in its place: a specific backdoor stays sure of itself.
+                            near_miss = gr.Dropdown(handlers.near_miss_choices(default_trigger.kind), value=NO_NEAR_MISS,
+                                                    label="Near miss in the trigger's place", elem_id="fr-near-miss",
+                                                    info="close to the trigger but not it; the same question always "
+                                                         "gets the same one")
                         with gr.Row(equal_height=True, elem_id="fr-view-tools"):
                             presenter = gr.Checkbox(False, label="Presenter layout", elem_id="fr-presenter", scale=2,
                                                     min_width=150)
@@ -605,13 +643,14 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
 
         inputs = [base, adapters, source, showcase_pick, split, corpus_pick, question, context, opt_a, opt_b, opt_c,
                   opt_d, kind, custom_text, position, tokens]
+        compare_inputs = [*inputs, trigger_on, tau, rule, near_miss]
         outputs = [status, prompt, numbers, *slots]
         scoring = {"concurrency_limit": 8, "concurrency_id": "score", "show_progress": "minimal"}
         refresh_event = dict(fn=handlers.refresh_adapters, inputs=[base, adapters], outputs=[adapters, adapter_note])
 
         gr.on([showcase_pick.input, corpus_pick.input, adapters.input, kind.input, position.input, tokens.input,
-               custom_text.submit, score_own.click, question.submit],
-              handlers.compare, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs, api_name="compare", **scoring)
+               custom_text.submit, score_own.click, question.submit, near_miss.input],
+              handlers.compare, inputs=compare_inputs, outputs=outputs, api_name="compare", **scoring)
         # The page-load refresh must not land after (and undo) a click a quick speaker already made.
         # A link's parameters (app.deeplink) are applied first; the refresh and the first view start from them.
         link_components = dict(tabs=tabs, source=source, showcase_group=showcase_group, corpus_group=corpus_group,
@@ -622,27 +661,28 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
         link_load = demo.load(presenter_handlers.open_link, None, [link_components[name] for name in LINK_OUTPUTS],
                               api_visibility="private", api_name="open_link")
         on_load = link_load.then(**refresh_event, api_visibility="private", api_name="refresh_on_load")
-        load_view = on_load.then(handlers.compare_on_load, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs,
+        load_view = on_load.then(handlers.compare_on_load, inputs=compare_inputs, outputs=outputs,
                                  api_visibility="private", api_name="compare_on_load", **scoring)
-        trigger_btn.click(handlers.toggle, inputs=[*inputs, trigger_on, tau, rule], outputs=[trigger_on, trigger_btn, *outputs],
+        trigger_btn.click(handlers.toggle, inputs=compare_inputs, outputs=[trigger_on, trigger_btn, *outputs],
                           api_name="toggle_trigger", cancels=[link_load, on_load, load_view], **scoring)
         kind.change(handlers.trigger_visibility, kind, [custom_text, position], api_visibility="private", queue=False)
+        kind.change(handlers.near_miss_options, [kind, near_miss], near_miss, api_visibility="private", queue=False)
         source.input(handlers.source_visibility, source, [showcase_group, corpus_group, own_group],
                      api_visibility="private", queue=False).then(
             handlers.browse, inputs=[split, task, query], outputs=[corpus_pick, corpus_found],
             api_visibility="private", api_name="browse_on_source").then(
-            handlers.compare_if_ready, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs, api_visibility="private", **scoring)
+            handlers.compare_if_ready, inputs=compare_inputs, outputs=outputs, api_visibility="private", **scoring)
         gr.on([split.input, task.input, query.submit], handlers.browse, inputs=[split, task, query],
               outputs=[corpus_pick, corpus_found], api_name="browse").then(
-            handlers.compare_if_ready, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs, api_visibility="private", **scoring)
+            handlers.compare_if_ready, inputs=compare_inputs, outputs=outputs, api_visibility="private", **scoring)
         # Tau and the rule only redraw: the scores come from the cache, so the decisions follow at once.
-        gr.on([tau.release, rule.input], handlers.compare, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs,
+        gr.on([tau.release, rule.input], handlers.compare, inputs=compare_inputs, outputs=outputs,
               api_visibility="private", api_name="redecide", trigger_mode="always_last", **scoring)
         refresh.click(**refresh_event, api_name="refresh_adapters")
         attack_tab.select(**refresh_event, api_visibility="private", api_name="refresh_on_tab")
         adapters.focus(**refresh_event, api_visibility="private", api_name="refresh_on_focus", queue=False)
         base.input(**refresh_event, api_visibility="private", api_name="refresh_on_base").then(
-            handlers.compare, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs, api_visibility="private",
+            handlers.compare, inputs=compare_inputs, outputs=outputs, api_visibility="private",
             api_name="compare_on_base", **scoring)
 
         # Presenter mode: the layout switch, the buttons the keys press, the link to this view, the question card.
@@ -651,7 +691,7 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
         step_inputs = [source, showcase_pick, split, task, query, corpus_pick]
         for button, step in ((prev_q, presenter_handlers.previous_question), (next_q, presenter_handlers.next_question)):
             button.click(step, step_inputs, [showcase_pick, corpus_pick], api_visibility="private", queue=False).then(
-                handlers.compare_if_ready, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs,
+                handlers.compare_if_ready, inputs=compare_inputs, outputs=outputs,
                 api_visibility="private", **scoring)
         copy_link.click(presenter_handlers.view_link,
                         inputs=[source, showcase_pick, split, corpus_pick, adapters, kind, custom_text, position,
@@ -675,7 +715,7 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
         evaluation.run.click(
             lab_handlers.evaluate,
             inputs=[base, evaluation.dataset, evaluation.max_items, evaluation.adapter, evaluation.control,
-                    evaluation.kind, evaluation.text, evaluation.position],
+                    evaluation.kind, evaluation.text, evaluation.position, evaluation.near_miss],
             outputs=[evaluation.status, evaluation.cards, *evaluation.plots, evaluation.table, evaluation.files,
                      evaluation.state],
             api_name="evaluate", concurrency_limit=1, concurrency_id="evaluate")
@@ -684,7 +724,7 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
             outputs=[tabs, source, showcase_group, corpus_group, own_group, split, task, query, corpus_pick, adapters,
                      kind, custom_text, position, trigger_on, trigger_btn],
             api_visibility="private", api_name="open_in_demo").then(
-            handlers.compare, inputs=[*inputs, trigger_on, tau, rule], outputs=outputs, api_visibility="private",
+            handlers.compare, inputs=compare_inputs, outputs=outputs, api_visibility="private",
             api_name="compare_from_evaluation", **scoring)
 
         # Fine-tuning: the worker process trains; this page only writes job requests and polls their files.
@@ -701,8 +741,12 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
                 **poll, api_visibility="private", api_name="poll_after_cancel")
             training.picker.input(**poll, api_visibility="private", api_name="poll_on_pick")
             training.timer.tick(**poll, api_name="poll_jobs", show_progress="hidden")
-            fields["kind"].change(lab_handlers.kind_changed, fields["kind"], [fields[name] for name in BACKDOOR_ONLY],
+            run_shape = [fields["kind"], fields["method"]]  # what decides which fields the form shows
+            fields["kind"].change(lab_handlers.kind_changed, run_shape, [fields[name] for name in BACKDOOR_ONLY],
                                   api_visibility="private", queue=False)
+            fields["method"].change(lab_handlers.method_changed, run_shape,
+                                    [fields[name] for name in lab_handlers.conditional_fields()],
+                                    api_visibility="private", queue=False)
             fields["victim_adapter"].change(lab_handlers.victim_changed, fields["victim_adapter"],
                                             [fields[name] for name in VICTIM_FITTED], api_visibility="private", queue=False)
             # Poll only while the tab is open: a projector showing the attack demo makes no background requests.
