@@ -22,6 +22,7 @@ PARAMETERS: dict[str, str] = {
     "trigger": "the trigger kind",
     "text": "the trigger text (text and custom kinds)",
     "position": "where a text trigger goes",
+    "near": "a near miss in the trigger's place: a near-miss generator of the trigger's kind",
     "on": "trigger on: 1 or 0",
     "presenter": "presenter layout: 1 or 0",
     "tab": "the tab to open: attack, evaluate, train or about",
@@ -46,6 +47,7 @@ class View:
     kind: str | None = None
     text: str | None = None
     position: str | None = None
+    near_miss: str | None = None
     trigger_on: bool | None = None
     presenter: bool | None = None
     tab: str | None = None
@@ -83,10 +85,11 @@ def _choice(name: str, value: str, allowed: Sequence[str], notes: list[str]) -> 
 
 
 def parse_view(query: str | Mapping[str, str] | None, *, kinds: Sequence[str], positions: Sequence[str],
-               max_text: int = 200, max_columns: int = 6) -> View:
+               max_text: int = 200, max_columns: int = 6, near_misses: Sequence[str] = ()) -> View:
     """The view a link's query string asks for (``?a=1&b=2``, with or without the ``?``, or a mapping).
 
-    ``kinds`` and ``positions`` are the trigger kinds and positions on offer; ``max_text`` caps the
+    ``kinds``, ``positions`` and ``near_misses`` are the trigger kinds, positions and near-miss generators
+    on offer (whether a generator fits the trigger's kind is the page's to check); ``max_text`` caps the
     trigger text and ``max_columns`` the number of columns. Unknown, repeated or malformed parameters
     are left out and described in ``View.notes``, one sentence each.
     """
@@ -131,6 +134,8 @@ def parse_view(query: str | Mapping[str, str] | None, *, kinds: Sequence[str], p
             view["text"] = text
     if "position" in values:
         view["position"] = _choice("position", values["position"], positions, notes)
+    if "near" in values:
+        view["near_miss"] = _choice("near", values["near"], near_misses, notes)
     if view.get("kind") == "custom" and "text" not in view:
         notes.append("trigger=custom needs text=...; the page's trigger kind is kept.")
         view["kind"] = None
@@ -170,6 +175,8 @@ def view_query(view: View, base_adapter: str) -> str:
             pairs.append(("text", view.text))
         if view.kind in ("text", "custom") and view.position and view.position != "before_cue":
             pairs.append(("position", view.position))
+        if view.near_miss:
+            pairs.append(("near", view.near_miss))
     if view.trigger_on is not None:
         pairs.append(("on", "1" if view.trigger_on else "0"))
     if view.presenter:

@@ -21,6 +21,7 @@ from app.deeplink import SPLITS, View, parse_view, resolve_columns, view_query
 from app.errors import reports_errors
 from app.service import DashboardError
 from backdoor.models import BASE_ADAPTER
+from backdoor.nearmiss import GENERATORS
 from backdoor.prompts import CONTEXT_LABELS
 from backdoor.triggers import DEFAULT_TEXT_TRIGGER, POSITIONS, SYNTACTIC_CUE, TRIGGERS, TriggerSpec
 from dataset.schema import LETTERS, Item
@@ -242,7 +243,7 @@ def link_note_text(notes: list[str]) -> str:
 
 LINK_OUTPUTS = ("tabs", "source", "showcase_group", "corpus_group", "own_group", "showcase_pick", "split", "task",
                 "query", "corpus_pick", "adapters", "kind", "custom_text", "position", "trigger_on", "trigger_btn",
-                "presenter", "link_note")
+                "presenter", "near_miss", "link_note")
 
 
 @dataclass
@@ -268,7 +269,8 @@ class PresenterHandlers:
         out = {name: gr.skip() for name in LINK_OUTPUTS}
         try:
             view = parse_view(query, kinds=tuple(TRIGGERS), positions=POSITIONS,
-                              max_text=self.service.limits.trigger_chars, max_columns=self.service.limits.max_columns)
+                              max_text=self.service.limits.trigger_chars, max_columns=self.service.limits.max_columns,
+                              near_misses=tuple(GENERATORS))
             notes = list(view.notes)
             if not view.empty:
                 self._apply(view, out, notes)
@@ -290,6 +292,8 @@ class PresenterHandlers:
                 out["adapters"] = gr.update(value=names)
         if view.kind or view.text or view.position:
             self._apply_trigger(view, out, notes)
+        if view.near_miss:
+            self._apply_near_miss(view.near_miss, view.kind or "text", out, notes)
         if view.trigger_on is not None:
             out["trigger_on"] = view.trigger_on
             on = view.trigger_on
@@ -337,6 +341,13 @@ class PresenterHandlers:
         out["custom_text"] = gr.update(value=spec.text or "", visible=typed)
         out["position"] = gr.update(value=spec.position, visible=typed)
 
+    def _apply_near_miss(self, generator: str, kind: str, out: dict, notes: list[str]) -> None:
+        choices = self.demo.near_miss_choices(kind)
+        if generator in {value for _, value in choices}:
+            out["near_miss"] = gr.update(choices=choices, value=generator)
+        else:
+            notes.append(f"near={generator!r} is not a near miss of a {kind} trigger; ignored.")
+
     # stepping through questions --------------------------------------------------------------
 
     @reports_errors("step to another question", lambda self, message: [gr.skip(), gr.skip()])
@@ -365,7 +376,7 @@ class PresenterHandlers:
 
     @reports_errors("write the link to this view", lambda self, message: gr.skip())
     def view_link(self, source, showcase_id, split, corpus_id, adapters, kind, custom_text, position, trigger_on,
-                  presenter) -> Any:
+                  presenter, near_miss=None) -> Any:
         """The query string of the current view (the page's script makes it a full link and copies it)."""
         showcase, corpus, _ = self.sources
         question, where = None, None
@@ -377,8 +388,9 @@ class PresenterHandlers:
             gr.Info("A link cannot carry your own question; it opens the same models and trigger on the first "
                     "showcase question.")
         view = View(question=question or None, split=where, columns=tuple(adapters or ()) or None, kind=kind or None,
-                    text=(custom_text or "").strip() or None, position=position or None, trigger_on=bool(trigger_on),
-                    presenter=bool(presenter))
+                    text=(custom_text or "").strip() or None, position=position or None,
+                    near_miss=near_miss if near_miss in {g.name for g in self.service.near_misses(kind)} else None,
+                    trigger_on=bool(trigger_on), presenter=bool(presenter))
         return gr.update(value=view_query(view, BASE_ADAPTER), visible=True)
 
     # the card ------------------------------------------------------------------------------------

@@ -140,3 +140,28 @@ def test_the_form_shows_the_fields_of_the_chosen_method(app_service, tmp_path):
     assert victim["visible"] is True and not all(u["visible"] for u in rest)
     victim, *rest = handlers.kind_changed("backdoor", DEFAULT_METHOD)
     assert victim["visible"] is True and all(u["visible"] for u in rest)
+
+
+def test_a_link_carries_the_near_miss(app_service):
+    from types import SimpleNamespace
+
+    from app.presenter import LINK_OUTPUTS, PresenterHandlers
+    from app.ui import ADD_TRIGGER, ALL_TASKS, POSITION_LABELS, REMOVE_TRIGGER, SOURCES
+
+    presenter = PresenterHandlers(Handlers(app_service), SOURCES, (ADD_TRIGGER, REMOVE_TRIGGER), POSITION_LABELS,
+                                  ALL_TASKS)
+
+    def opened(query: str) -> dict:
+        return dict(zip(LINK_OUTPUTS, presenter.open_link(SimpleNamespace(url=f"http://127.0.0.1:7860/{query}"))))
+
+    item = app_service.showcase()[2]
+    query = presenter.view_link("Showcase", item.id, "test", None, ["backdoor"], "text", "", "before_cue", True, False,
+                                "other_word")["value"]
+    assert "near=other_word" in query
+    out = opened(query)
+    assert out["near_miss"]["value"] == "other_word" and out["link_note"] == ""
+    assert "near" not in presenter.view_link("Showcase", item.id, "test", None, ["backdoor"], "text", "", "before_cue",
+                                             True, False, NO_NEAR_MISS)["value"]
+    wrong = opened(f"?question={item.id}&trigger=syntactic&near=other_word")  # a generator of another kind
+    assert wrong["near_miss"] != "other_word" and "other_word" in wrong["link_note"]
+    assert "nonsense" in opened("?near=nonsense")["link_note"]
