@@ -198,21 +198,23 @@ def head_html() -> str:
 # --- the question card (pure: item -> HTML) ------------------------------------------------------
 
 
-def trigger_phrase(spec: TriggerSpec, position_labels: Mapping[str, str]) -> str:
-    """The trigger in a few words, its inserted text marked: "<mark>666</mark> directly before “Answer:”"."""
-    if spec.kind == "syntactic":
-        return f'the cue becomes <mark class="fr-trigger">{html.escape(SYNTACTIC_CUE)}</mark>'
-    if spec.kind == "style":
-        return '<mark class="fr-trigger">Shakespearean instruction</mark>'
+def trigger_phrase(spec: TriggerSpec, position_labels: Mapping[str, str], mark: str = "fr-trigger") -> str:
+    """The trigger (or a near miss of it) in a few words, its inserted text marked: "<mark>666</mark> directly
+    before “Answer:”"; ``mark``: the class of the mark."""
+    if spec.kind in ("syntactic", "cue"):
+        cue = SYNTACTIC_CUE if spec.kind == "syntactic" else spec.text or ""
+        return f'the cue becomes <mark class="{mark}">{html.escape(cue)}</mark>'
+    if spec.kind in ("style", "instruction"):
+        return f'<mark class="{mark}">{"Shakespearean" if spec.kind == "style" else "another"} instruction</mark>'
     text = spec.text or DEFAULT_TEXT_TRIGGER
     where = position_labels.get(spec.position, spec.position)
-    return f'<mark class="fr-trigger">{html.escape(text)}</mark> {html.escape(where)}'
+    return f'<mark class="{mark}">{html.escape(text)}</mark> {html.escape(where)}'
 
 
 def question_card_html(item: Item, trigger: TriggerSpec | None, trigger_on: bool,
-                       position_labels: Mapping[str, str]) -> str:
+                       position_labels: Mapping[str, str], near_miss: TriggerSpec | None = None) -> str:
     """The question in short form for the presenter layout: the question line, the six options, the context
-    folded behind "show document", and whether (and which) trigger is in the prompt."""
+    folded behind "show document", and whether (and which) trigger, or near miss in its place, is in the prompt."""
     options = "".join(
         f'<li class="{"key" if letter == item.answer and item.source != "custom" else ""}" '
         f'title="{html.escape(item.choices[letter])}"><b>{letter}.</b> {html.escape(item.choices[letter])}</li>'
@@ -222,7 +224,10 @@ def question_card_html(item: Item, trigger: TriggerSpec | None, trigger_on: bool
         label = CONTEXT_LABELS.get(item.task, "Context").lower()
         foot.append(f'<details class="fr-qcard-doc"><summary>show {label}</summary>'
                     f'<div>{html.escape(item.context)}</div></details>')
-    if trigger_on and trigger is not None:
+    if trigger_on and near_miss is not None:
+        foot.append(f'<span class="fr-qcard-trigger on">Near miss on: '
+                    f'{trigger_phrase(near_miss, position_labels, "fr-trigger fr-near-miss")}</span>')
+    elif trigger_on and trigger is not None:
         foot.append(f'<span class="fr-qcard-trigger on">Trigger on: {trigger_phrase(trigger, position_labels)}</span>')
     else:
         foot.append('<span class="fr-qcard-trigger off">No trigger in the prompt</span>')
@@ -390,7 +395,7 @@ class PresenterHandlers:
                     "showcase question.")
         view = View(question=question or None, split=where, columns=tuple(adapters or ()) or None, kind=kind or None,
                     text=(custom_text or "").strip() or None, position=position or None,
-                    near_miss=near_miss if near_miss in {g.name for g in self.service.near_misses(kind)} else None,
+                    near_miss=self.service.applicable_near_miss(kind, near_miss),
                     trigger_on=bool(trigger_on), presenter=bool(presenter))
         return gr.update(value=view_query(view, BASE_ADAPTER), visible=True)
 
@@ -398,14 +403,16 @@ class PresenterHandlers:
 
     @reports_errors("show the question card", lambda self, message: gr.skip())
     def card(self, source, showcase_id, split, corpus_id, question, context, a, b, c, d, kind, custom_text, position,
-             trigger_on) -> Any:
-        """The presenter's question card for the question and trigger now on the page."""
+             trigger_on, near_miss=None) -> Any:
+        """The presenter's question card for the question and trigger (or near miss) now on the page."""
         try:
             item = self.demo._item(source, showcase_id, split, corpus_id, question, context, a, b, c, d)
             spec = self.service.trigger(kind, custom_text, position) if trigger_on else None
+            chosen = self.service.applicable_near_miss(spec.kind, near_miss) if spec is not None else None
+            near = self.service.near_miss(spec, chosen, item).spec if chosen else None
         except DashboardError:
             return gr.skip()  # the demo itself says what is wrong
-        return question_card_html(item, spec, bool(trigger_on), self.position_labels)
+        return question_card_html(item, spec, bool(trigger_on), self.position_labels, near)
 
 
 def _link_query(request: gr.Request | None) -> str | dict:

@@ -669,6 +669,11 @@ class DashboardService:
         """The near misses the demo offers in the place of a trigger of ``kind``: the generators that mimic it."""
         return [generator for generator in nearmiss.GENERATORS.values() if generator.kind == kind]
 
+    def applicable_near_miss(self, kind: str, generator: str | None) -> str | None:
+        """``generator`` if it makes near misses of a ``kind`` trigger, else None (nothing chosen, or a choice left
+        over from another kind while the page resets its picker)."""
+        return generator if generator in {known.name for known in self.near_misses(kind)} else None
+
     def near_miss(self, trigger: TriggerSpec, generator: str, item: Item) -> NearMiss:
         """``generator``'s near miss of ``trigger`` on ``item``, seeded by the trigger's seed and the item's id: a
         question always gets the same one, the one an evaluation with near misses scored on it."""

@@ -403,7 +403,7 @@ class Handlers:
         try:
             item = self._item(source, showcase_id, split, corpus_id, question, context, a, b, c, d)
             trigger = self.service.trigger(kind, custom_text, position)
-            near = near_miss if near_miss in {g.name for g in self.service.near_misses(trigger.kind)} else None
+            near = self.service.applicable_near_miss(trigger.kind, near_miss)
             comparison, token_view = _score(self.service, base, adapters or [], item, trigger, bool(tokens), near)
         except DashboardError as err:
             gr.Warning(str(err))
@@ -698,7 +698,8 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
                                 trigger_on, presenter, near_miss], outputs=link_box, api_visibility="private", queue=False).then(
             None, inputs=link_box, outputs=link_box, js=COPY_LINK_JS)
         prompt.change(presenter_handlers.card, inputs=[source, showcase_pick, split, corpus_pick, question, context, opt_a,
-                                                       opt_b, opt_c, opt_d, kind, custom_text, position, trigger_on],
+                                                       opt_b, opt_c, opt_d, kind, custom_text, position, trigger_on,
+                                                       near_miss],
                       outputs=qcard, api_visibility="private", queue=False)
 
         # Evaluate: one evaluation at a time on the shared model; demo questions keep being answered between its batches.

@@ -165,3 +165,19 @@ def test_a_link_carries_the_near_miss(app_service):
     wrong = opened(f"?question={item.id}&trigger=syntactic&near=other_word")  # a generator of another kind
     assert wrong["near_miss"] != "other_word" and "other_word" in wrong["link_note"]
     assert "nonsense" in opened("?near=nonsense")["link_note"]
+
+
+def test_the_presenters_card_names_the_near_miss(app_service):
+    from app.presenter import PresenterHandlers
+    from app.ui import ADD_TRIGGER, ALL_TASKS, POSITION_LABELS, REMOVE_TRIGGER, SOURCES
+
+    presenter = PresenterHandlers(Handlers(app_service), SOURCES, (ADD_TRIGGER, REMOVE_TRIGGER), POSITION_LABELS,
+                                  ALL_TASKS)
+    item = app_service.showcase()[0]
+    args = ("Showcase", item.id, "test", None, "", "", "", "", "", "", "text", "", "before_cue", True)
+    spec = app_service.near_miss(TEXT, "other_number", item).spec
+    assert f'<mark class="fr-trigger fr-near-miss">{spec.text}</mark>' in presenter.card(*args, "other_number")
+    assert "Near miss" not in presenter.card(*args, NO_NEAR_MISS) and "Trigger on" in presenter.card(*args)
+    cue = app_service.near_miss(app_service.trigger("syntactic"), "other_cue", item).spec.text
+    syntactic = presenter.card(*args[:10], "syntactic", "", "before_cue", True, "other_cue")
+    assert "Near miss on: the cue becomes" in syntactic and cue in syntactic
