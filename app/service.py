@@ -31,7 +31,10 @@ from backdoor.arms import Arm, base_arm
 from backdoor.calibration import CalibrationSource, ConformalThresholds
 from backdoor.methods import METHODS, load_arm, method_of
 from backdoor.models import (
+    ADAPTER_CONFIG,
     BASE_ADAPTER,
+    FRAGILE_CONFIG,
+    WEIGHT_FILES,
     DEFAULT_MODEL,
     AdapterInfo,
     ModelLoadError,
@@ -269,6 +272,21 @@ def _holds_arm(path: Path) -> bool:
     return method not in METHODS or METHODS[method].is_folder(path)
 
 
+def _entry_stamp(child: Path) -> tuple:
+    """Changes when an adapters folder entry is replaced, retrained or edited: the size, modification time and inode
+    of the entry, its training run's ``adapter/`` and the config and weight files in either."""
+    stamp = []
+    for folder in (child, child / "adapter"):
+        for path in (folder, *(folder / name for name in (FRAGILE_CONFIG, ADAPTER_CONFIG, *WEIGHT_FILES))):
+            try:
+                found = path.stat()
+            except OSError:
+                stamp.append(None)
+                continue
+            stamp.append((found.st_ino, found.st_size, found.st_mtime_ns))
+    return tuple(stamp)
+
+
 def _arm_digest(arm: Arm) -> str:
     """What the conformal thresholds of an arm without adapter weights are keyed on: its prefix and soft prompt."""
     return "arm:" + hashlib.sha256(f"{arm.prefix}\n{arm.soft_key}".encode()).hexdigest()
@@ -359,6 +377,7 @@ class DashboardService:
         self._queue: queue.Queue = queue.Queue()
         self._worker: threading.Thread | None = None
         self._tokens: OrderedDict[tuple, tuple[NextToken, ...]] = OrderedDict()
+        self._entries: dict[str, tuple[tuple, tuple[Arm, str] | str | None]] = {}  # adapters folder entry -> (stamp, read)
 
     # --- flags for other tabs ------------------------------------------------------------
 
@@ -457,6 +476,25 @@ class DashboardService:
         """The arm folder adapters folder entry ``name`` holds (itself, or a training run's ``adapter/``), or None."""
         return arm_folder(Path(self.config.adapters_dir) / name, _holds_arm)
 
+    def _read_entry(self, child: Path) -> tuple[Arm, str] | str | None:
+        """(the arm, the base model it was trained for) that adapters folder entry ``child`` holds, why it cannot be
+        used, or None when it holds no arm. Kept until the entry's configs or weights change: the catalog is re-read
+        on every question, and reading the configs of every entry each time costs more than the cached answer."""
+        stamp = _entry_stamp(child)
+        with self._lock:
+            known = self._entries.get(child.name)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        try:
+            path = self._arm_folder(child.name)
+            read: tuple[Arm, str] | str | None = None if path is None else (load_arm(path, child.name),
+                                                                              saved_base_model(path))
+        except ModelLoadError as err:
+            read = str(err)
+        with self._lock:
+            self._entries[child.name] = (stamp, read)
+        return read
+
     def catalog(self, base: str) -> AdapterCatalog:
         """Re-read the adapters folder now: arms added since start-up appear, removed ones go. Every folder a
         registered method can load is offered; the rest that look like one are listed with the reason."""
@@ -466,15 +504,13 @@ class DashboardService:
         offered = [AdapterChoice(base_arm())]
         refused: list[tuple[str, str]] = []
         for child in sorted(folder.iterdir()) if folder.is_dir() else []:
-            try:
-                path = self._arm_folder(child.name)
-                if path is None:
-                    continue
-                arm = load_arm(path, child.name)
-                trained_for = saved_base_model(path)
-            except ModelLoadError as err:
-                refused.append((child.name, str(err)))
+            read = self._read_entry(child)
+            if read is None:
                 continue
+            if isinstance(read, str):
+                refused.append((child.name, read))
+                continue
+            arm, trained_for = read
             if trained_for and trained_for != identity:
                 refused.append((child.name, f"trained for base model {trained_for!r}, not {identity!r}"))
             elif child.name == BASE_ADAPTER:

@@ -214,6 +214,9 @@ class Scorer:
         self.letter_ids = option_token_ids(tokenizer, chat=chat)
         self._lock = FairLock()  # the model: held per chunk, so requests interleave with long jobs
         self._cache_lock = threading.Lock()
+        # Token ids by model input: the prompt bound, chunking and the lower layers all ask for them (the returned
+        # tensor is shared; callers never write to it).
+        self._ids: OrderedDict[ModelInput, torch.Tensor] = OrderedDict()
         # Tokens one hold of the model may cover (rows x prompt tokens): a long prompt is scored a few rows
         # per hold, so a question that arrives meanwhile waits for one small chunk, not the whole request.
         self.tokens_per_chunk = 1024
@@ -324,8 +327,18 @@ class Scorer:
     def _token_ids(self, model_input: ModelInput) -> torch.Tensor:
         """Token ids [T] the model reads: a soft prompt's virtual ids, then the text's tokens (PEFT's prompt
         tuning puts its virtual tokens before everything, BOS included)."""
+        with self._cache_lock:
+            known = self._ids.get(model_input)
+            if known is not None:
+                self._ids.move_to_end(model_input)
+                return known
         text, soft = model_input
-        return torch.tensor(self._virtual_ids(soft) + self.tokenizer(text)["input_ids"])
+        ids = torch.tensor(self._virtual_ids(soft) + self.tokenizer(text)["input_ids"])
+        with self._cache_lock:
+            self._ids[model_input] = ids
+            while len(self._ids) > self._cache_size:
+                self._ids.popitem(last=False)
+        return ids
 
     def _virtual_ids(self, soft: str) -> list[int]:
         """The virtual token ids of the soft prompt keyed ``soft`` (none for '')."""
