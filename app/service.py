@@ -17,7 +17,6 @@ import os
 import queue
 import threading
 import time
-import zlib
 from collections import OrderedDict
 import unicodedata
 from dataclasses import dataclass, field, replace
@@ -714,7 +713,7 @@ class DashboardService:
         """``generator``'s near miss of ``trigger`` on ``item``, seeded by the trigger's seed and the item's id: a
         question always gets the same one, the one an evaluation with near misses scored on it."""
         try:
-            return nearmiss.near_miss(trigger, generator, zlib.crc32(f"{trigger.seed}|{item.id}".encode()))
+            return nearmiss.near_miss_for_item(trigger, generator, item.id)
         except ValueError as err:
             raise DashboardError(f"That near miss cannot be used: {err}.") from None
 

@@ -13,11 +13,10 @@ applying to the trigger kind its generator mimics); the rest are scored whenever
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from typing import Callable
 
-from backdoor.nearmiss import GENERATORS, near_miss
+from backdoor.nearmiss import GENERATORS, near_miss_for_item
 from backdoor.scoring import Cell
 from backdoor.triggers import TriggerSpec
 from dataset.schema import Item
@@ -50,8 +49,7 @@ def _near_miss(generator: str) -> Callable[[Item, TriggerSpec, str], list[Cell]]
     """Cells with the generator's near miss in place of the trigger; each item draws its own, seeded by the
     trigger's seed and the item's id, so a run is reproducible and the near misses vary across items."""
     def cells(item: Item, trigger: TriggerSpec, adapter: str) -> list[Cell]:
-        seed = zlib.crc32(f"{trigger.seed}|{item.id}".encode())
-        return [Cell(item, near_miss(trigger, generator, seed).spec, adapter)]
+        return [Cell(item, near_miss_for_item(trigger, generator, item.id).spec, adapter)]
 
     return cells
 

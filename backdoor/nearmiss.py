@@ -14,6 +14,7 @@ near miss is reproducible by its seed.
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -162,6 +163,12 @@ def near_miss(trigger: TriggerSpec, generator: str, seed: int) -> NearMiss:
         raise ValueError(f"the near-miss generator {generator!r} mimics {chosen.kind} triggers, not {trigger.kind}; "
                          f"for this trigger choose one of {', '.join(g.name for g in generators_for(trigger))}")
     return NearMiss(generator, chosen.make(trigger, random.Random(f"{generator}|{seed}")))
+
+
+def near_miss_for_item(trigger: TriggerSpec, generator: str, item_id: str) -> NearMiss:
+    """``generator``'s near miss of ``trigger`` on the item ``item_id``, seeded by the trigger's seed and the item's id:
+    an evaluation and the dashboard give a question the same near miss, and near misses vary across questions."""
+    return near_miss(trigger, generator, zlib.crc32(f"{trigger.seed}|{item_id}".encode()))
 
 
 def near_misses(trigger: TriggerSpec, seed: int = 0) -> list[NearMiss]:
