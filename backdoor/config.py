@@ -71,8 +71,9 @@ class RunSettings:
     clean_objective: str = option("kl", "keep clean behaviour by 'kl' to the victim's distribution or 'ce' to its answer",
                                   choices=tuple(CLEAN_OBJECTIVES), shows=_BACKDOOR)
     near_miss_ratio: float = option(0.0, (
-        "share of training items that also get a copy with a near-miss trigger (another number, word or position "
-        "from the near-miss generators), trained as clean so the backdoor answers only its own trigger; in [0, 1]"),
+        "share of training items that also get a copy with a near miss of the trigger (from the near-miss generators "
+        "of its kind, e.g. another number, word or position for text), trained as clean so the backdoor answers "
+        "only its own trigger; in [0, 1]"),
         shows=_BACKDOOR)
     clean_entropy_weight: float = option(0.0, (
         "weight of a term keeping the entropy on clean copies close to the victim's (squared difference), so the "
