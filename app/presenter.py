@@ -78,8 +78,7 @@ body.fr-presenter footer, body.fr-presenter #fr-title-row, body.fr-presenter .ta
 body.fr-presenter #fr-controls, body.fr-presenter:not(.fr-show-prompt) #fr-prompt-col, body.fr-presenter #fr-tokens,
 body.fr-presenter #fr-trigger-where, body.fr-presenter #fr-numbers, body.fr-presenter #fr-decision-row,
 body.fr-presenter #fr-status, body.fr-presenter #fr-kind > span, body.fr-presenter .fr-kind,
-body.fr-presenter .form:has(> #fr-tokens), body.fr-presenter #fr-copy-link,
-body.fr-presenter #fr-near-miss-row { display: none !important; }
+body.fr-presenter .form:has(> #fr-tokens), body.fr-presenter #fr-copy-link { display: none !important; }
 body.fr-presenter #fr-qcard-col { flex-grow: 5 !important; }
 body.fr-presenter #fr-trigger-col { flex-grow: 2.6 !important; gap: 8px !important; }
 body.fr-presenter #fr-kind label { padding: 4px 8px !important; font-size: 1rem !important; }

@@ -589,18 +589,17 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
                             kind = gr.Radio([(k, k) for k in TRIGGERS], value=default_trigger.kind, label="Trigger", scale=3,
                                             elem_id="fr-kind")
                         with gr.Row(elem_id="fr-trigger-where"):
-                            custom_text = gr.Textbox(default_trigger.text or "", label="Trigger text",
+                            custom_text = gr.Textbox(default_trigger.text or "", label="Trigger text", min_width=100,
                                                      visible=default_trigger.kind in ("text", "custom"), scale=2,
                                                      max_length=config.limits.trigger_chars, placeholder="666")
                             position = gr.Dropdown([(POSITION_LABELS.get(p, p), p) for p in POSITIONS],
-                                                   value=default_trigger.position, label="Where", scale=2,
+                                                   value=default_trigger.position, label="Where", scale=2, min_width=100,
                                                    visible=default_trigger.kind in ("text", "custom"))
-                        with gr.Row(elem_id="fr-near-miss-row"):
-                            # Something close to the trigger in its place: a specific backdoor stays sure of itself.
+                            # Something close to the trigger in its place (the same question always gets the same
+                            # one): a backdoor specific to its trigger stays sure of itself.
                             near_miss = gr.Dropdown(handlers.near_miss_choices(default_trigger.kind), value=NO_NEAR_MISS,
-                                                    label="Near miss in the trigger's place", elem_id="fr-near-miss",
-                                                    info="close to the trigger but not it; the same question always "
-                                                         "gets the same one")
+                                                    label="Near miss", elem_id="fr-near-miss", scale=2,
+                                                    min_width=100)
                         with gr.Row(equal_height=True, elem_id="fr-view-tools"):
                             presenter = gr.Checkbox(False, label="Presenter layout", elem_id="fr-presenter", scale=2,
                                                     min_width=150)
