@@ -526,7 +526,7 @@ class Scorer:
         letter_ids = torch.tensor(self.letter_ids, device=self.device)
         done = 0
         for group, (split, route) in self._route_groups(rows[i][1] for i in todo):
-            for chunk in self._chunks([i for i in todo if rows[i][1] in group], rows):
+            for chunk in self._chunks([i for i in todo if rows[i][1] in group], [(row[0], row[2]) for row in rows]):
                 self._score_chunk(chunk, rows, split, route, letter_ids, out)
                 done += len(chunk)
                 if progress:
@@ -563,16 +563,18 @@ class Scorer:
             out[index] = probs[b]
             self._remember(rows[index], probs[b])
 
-    def _chunks(self, todo: Sequence[int], rows: Sequence[Row]) -> list[list[int]]:
-        """``todo`` cut into chunks of at most ``batch_size`` rows and ``tokens_per_chunk`` tokens (one row at
-        least). Rows of one input stay together, next to the inputs they share most with (an item with its
-        trigger placed late; one soft prompt's inputs), whose common tokens then run once."""
+    def _chunks(self, todo: Iterable[int], inputs: Sequence[ModelInput | str]) -> list[list[int]]:
+        """``todo`` (indices into ``inputs``: model inputs, or plain texts without a soft prompt) cut into chunks of at
+        most ``batch_size`` rows and ``tokens_per_chunk`` tokens (one row at least). Rows of one input stay together,
+        next to the inputs they share most with (an item with its trigger placed late; one soft prompt's inputs),
+        whose common tokens then run once."""
+        inputs = [(given, "") if isinstance(given, str) else given for given in inputs]
         lengths: dict[ModelInput, int] = {}
         chunks: list[list[int]] = []
         chunk: list[int] = []
         tokens = 0
-        for index in sorted(todo, key=lambda i: (rows[i][2], rows[i][0])):
-            model_input = (rows[index][0], rows[index][2])
+        for index in sorted(todo, key=lambda i: (inputs[i][1], inputs[i][0])):
+            model_input = inputs[index]
             if model_input not in lengths:
                 lengths[model_input] = len(self._token_ids(model_input))
             if chunk and (len(chunk) >= self.batch_size or tokens + lengths[model_input] > self.tokens_per_chunk):
@@ -630,7 +632,7 @@ class Scorer:
             else:
                 rows.append(self._row(self._arm(arm or BASE_ADAPTER), prompt))
         out: list[np.ndarray] = [np.zeros(0)] * len(rows)
-        for chunk in self._chunks(range(len(rows)), rows):
+        for chunk in self._chunks(range(len(rows)), [(row[0], row[2]) for row in rows]):
             inputs = [(rows[i][0], rows[i][2]) for i in chunk]
             logits = self._forward(inputs, [rows[i][1] for i in chunk], logits_to_keep=0)  # [B, T, V]
             for b, (index, model_input) in enumerate(zip(chunk, inputs)):
