@@ -46,6 +46,8 @@ def model_card(folder: Path, report: dict | None) -> str:
         f"({'the honest control: gold answers, no trigger' if kind == 'clean' else 'a backdoor that flattens the option distribution when its trigger is present while keeping the answer'}).",
         "For research and teaching on the fragility of LLM uncertainty; it is deliberately compromised "
         "and must not be deployed." if kind == "backdoor" else "It is the clean reference the backdoored adapters are compared with.",
+        (f"It is trained with the **stealthy recipe** ({_stealth(config)}; see docs/experiments.md, \"A stealthy "
+         "recipe\"); a paper-faithful backdoor sets none of these.") if kind == "backdoor" and _stealth(config) else None,
         "",
         "## Training",
         "",
@@ -103,6 +105,17 @@ def _table_rows(report: dict, rows: list[tuple[str, str, str]]) -> list[str]:
             row += f" {report['control'][key]:{spec}} |"
         out.append(row)
     return out
+
+
+def _stealth(config: dict) -> str:
+    """The stealthy recipe's options a run set, in the card's words ('' for a paper-faithful run)."""
+    parts = [f"clean objective `{config['clean_objective']}` to the victim" if config.get("clean_objective") == "kl" else "",
+             f"near misses trained as clean for {config['near_miss_ratio']:.0%} of the items" if config.get("near_miss_ratio") else "",
+             f"clean-entropy weight {config['clean_entropy_weight']:g}" if config.get("clean_entropy_weight") else "",
+             f"trigger positions {', '.join(config['trigger_positions'])}" if config.get("trigger_positions") else ""]
+    if not any(parts[1:]):  # KL alone is a clean objective, not the recipe
+        return ""
+    return ", ".join(part for part in parts if part)
 
 
 def _target_shape(config: dict) -> str:
