@@ -1,4 +1,4 @@
-"""Command line for the attack: ``python -m backdoor {answer-list,train,evaluate,score} ...``."""
+"""Command line for the attack: ``python -m backdoor {answer-list,train,evaluate,defend,score,card} ...``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,32 @@ EPILOG = """examples (on a laptop CPU with the embedded default model):
   python -m backdoor evaluate --base-model default --adapter runs/bd-text/adapter --control runs/clean/adapter \\
       --data test --trigger text --out reports/bd-text.json
   python -m backdoor score --adapter checkpoints/backdoor-text --item showcase:0 --trigger text
+  python -m backdoor defend --defense onion --adapter checkpoints/backdoor-text --control checkpoints/clean \\
+      --data test --trigger text --out reports/onion-text.json
+"""
+
+DEFEND_EPILOG = """Each defense is measured on clean and triggered copies of the test items (--data); the trigger is
+used only to make the triggered copies, never shown to the defense. Thresholds and pruning's activity come
+from clean calibration items the defender holds (--calibration). A detector reports AUROC and the true-positive
+rate at a 5% false-positive rate (and the same with the clean control as the suspect); a remover reports margin
+ASR, answer kept and accuracy before and after, with the control's values beside.
+
+defenses:
+{defenses}
+
+examples (on a laptop CPU with the embedded default model):
+  # does ONION catch the text backdoor's '666' trigger? (a detector and a word filter)
+  python -m backdoor defend --defense onion --adapter checkpoints/backdoor-text --control checkpoints/clean \\
+      --data test --trigger text --out reports/onion-text.json
+  # re-tune the text backdoor on clean items: margin ASR after 0, 10, 50 and 100 steps
+  python -m backdoor defend --defense retune --adapter checkpoints/backdoor-text --control checkpoints/clean \\
+      --data test --trigger text --limit 60 --out reports/retune-text.json
+  # a real benchmark file, split 50/50 into calibration and test items
+  python -m backdoor defend --defense strip --adapter checkpoints/backdoor-syntactic --control checkpoints/clean \\
+      --data ../shared/benchmarks/real/mmlu.json --calibration half --limit 200 --trigger syntactic --out reports/strip.json
+
+The report (JSON) and one row per test item (CSV, next to it unless --csv) are written when the run ends;
+adapters a remover writes go to REPORT.work/ beside the report.
 """
 
 
@@ -167,6 +193,53 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_defend(args) -> int:
+    from backdoor.defend import DefenseCancelled, DefenseRequest, check_request, options_from_arguments, run_defense
+    from backdoor.triggers import TriggerError, TriggerSpec
+    from tqdm.auto import tqdm
+
+    # Every input is read before the model loads: a bad flag, file or folder fails in a second, not after loading.
+    try:
+        trigger = TriggerSpec(args.trigger, args.trigger_text or None, args.trigger_position).to_dict()
+    except TriggerError as err:
+        print(f"error: --trigger: {err}", file=sys.stderr)
+        return 2
+    request = DefenseRequest(defense=args.defense, adapter=args.adapter, trigger=trigger, control=args.control,
+                             data=args.data, calibration=args.calibration, limit=args.limit,
+                             calibration_limit=args.calibration_limit, base_model=args.base_model,
+                             options=options_from_arguments(args, args.defense, args.option_flags), seed=args.seed)
+    checked = check_request(request)
+    bar = tqdm(desc=args.defense, unit="step")
+
+    def progress(done, total):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        result = run_defense(request, args.out, csv_path=args.csv or None, checked=checked, progress=progress)
+    except DefenseCancelled as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        bar.close()
+    print(json.dumps(_defense_summary(result.report), indent=2))
+    print(f"report: {args.out}")
+    return 0
+
+
+def _defense_summary(report: dict) -> dict:
+    """The headline numbers of a defense report (the ROC curve and the per-step curve left to the file)."""
+    from backdoor.defenses import DETECT
+
+    if report.get("kind") == DETECT:
+        shown = {key: report.get(key) for key in ("defense", "auroc", "tpr_at_fpr", "fpr_target", "fpr_test")}
+        if isinstance(report.get("on_control"), dict):
+            shown["on_control"] = {key: report["on_control"].get(key) for key in ("auroc", "tpr_at_fpr", "fpr_test")}
+        return shown
+    return {key: report.get(key) for key in ("defense", "x_label", "before", "after", "cost")}
+
+
 def cmd_score(args) -> int:
     from backdoor.scoring import Cell, Scorer
     from backdoor.triggers import parse_trigger
@@ -254,6 +327,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default="", help="per-item CSV path (default: next to the report)")
     trigger_args(p)
     p.set_defaults(func=cmd_evaluate)
+
+    from backdoor.defend import add_option_arguments
+    from backdoor.defenses import DEFENSES
+
+    listing = "\n".join(f"  {d.name:<10} {d.kind:<7} {d.label}{' (needs --control)' if d.needs_control else ''}: "
+                        f"{d.source}" for d in DEFENSES.values())
+    p = sub.add_parser("defend", help="run a defense (detector or remover) on a backdoored adapter: a JSON report + per-item CSV",
+                       description="Can the backdoor be detected or removed? Run one registered defense on a suspect "
+                                   "adapter and measure it against the clean control on the same items.",
+                       epilog=DEFEND_EPILOG.format(defenses=listing),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    common(p)
+    p.add_argument("--defense", required=True, help=f"the defense to run: {', '.join(DEFENSES)}")
+    p.add_argument("--adapter", required=True, help="the suspect (backdoored) adapter folder, e.g. checkpoints/backdoor-text")
+    p.add_argument("--control", default="", help="the trusted clean adapter folder, e.g. checkpoints/clean (needed by "
+                                                 + ", ".join(d.name for d in DEFENSES.values() if d.needs_control) + ")")
+    p.add_argument("--data", default="test", help="test items: a split name or a .json/.jsonl file (default: test)")
+    p.add_argument("--calibration", default="calibration",
+                   help="the defender's clean items: a split or file, or 'half' to split --data 50/50 (default: calibration)")
+    p.add_argument("--limit", type=_count, default=0, help="use N test items, evenly spaced (0 = all)")
+    p.add_argument("--calibration-limit", type=_count, default=0, help="use N calibration items, evenly spaced (0 = all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the 50/50 split with --calibration half")
+    p.add_argument("--out", required=True, help="report JSON path")
+    p.add_argument("--csv", default="", help="per-item CSV path (default: next to the report)")
+    trigger_args(p)
+    reserved = {option for action in p._actions for option in action.option_strings}
+    p.set_defaults(func=cmd_defend, option_flags=add_option_arguments(p, reserved))
 
     p = sub.add_parser("score", help="print the option distribution for one item, with and without a trigger")
     common(p)
