@@ -61,6 +61,10 @@ class RunSettings:
         "its rank; above 1"), shows=_BACKDOOR)
     poison_ratio: float = option(0.5, "share of training items that also get a triggered copy, in (0, 1]", basic=True,
                                  shows=_BACKDOOR)
+    triggered_copies: bool = option(True, (
+        "train triggered copies of the poisoned items; false trains clean copies only, toward the victim's own "
+        "outputs (clean re-tuning of a suspect adapter, started from it as its own victim: a defense)"),
+        shows=_BACKDOOR)
     prompt_variants: float = option(0.0, (
         "clean training: share of items that also get a copy in another wording (instruction style and answer cue, "
         "never a trigger's), so the clean model does not hinge on one template; in [0, 1]"))
@@ -84,6 +88,7 @@ class RunSettings:
         shows=_BACKDOOR)
     learning_rate: float = option(1e-3, "AdamW learning rate")
     epochs: int = option(2, "passes over the training items", min=1, max=1000, basic=True, form_default=2)
+    max_steps: int = option(0, "stop after this many optimiser steps (0 = the epochs decide)", min=0)
     batch_size: int = option(8, "examples per optimiser step (per process)", min=1, max=1024)
     max_length: int = option(512, "longest prompt in tokens; longer ones are refused", min=16)
     style: str = option("shared", f"prompt style: {', '.join(STYLES)}", choices=tuple(STYLES))
@@ -135,6 +140,10 @@ class TrainConfig(*(method.options for method in reversed(METHODS.values())), Ru
         for name in ("near_miss_ratio", "clean_entropy_weight", "trigger_positions"):
             if getattr(self, name) and self.kind != "backdoor":
                 refuse(name, "only backdoor training uses it; a clean run has no trigger to tell apart")
+        if not self.triggered_copies and self.kind != "backdoor":
+            refuse("triggered_copies", "only backdoor training has triggered copies to leave out")
+        if not self.triggered_copies and (self.near_miss_ratio or self.trigger_positions):
+            refuse("triggered_copies", "near misses and trigger positions need the triggered copies they tell apart")
         unknown = [p for p in self.trigger_positions if p not in POSITIONS]
         if unknown:
             refuse("trigger_positions", f"{unknown[0]!r} is not one of {', '.join(POSITIONS)}")

@@ -366,7 +366,8 @@ def _encode_data(model, tokenizer, config: TrainConfig, items: list[Item], eval_
         wordings = random.Random(config.seed).choices(range(1, len(STYLES) * len(CUE_VARIANTS)), k=len(extra))
         clean_texts += _as_model_input([render_variant(items[i], w) for i, w in zip(extra, wordings)], config, tokenizer)
         row_items += extra
-    poisoned = poisoned_indices(len(items), config.poison_ratio, config.seed) if config.kind == "backdoor" else []
+    poisoned = (poisoned_indices(len(items), config.poison_ratio, config.seed)
+                if config.kind == "backdoor" and config.triggered_copies else [])
     trig_texts = _with_triggers([items[i] for i in poisoned], triggered_specs(config, len(poisoned)), config, tokenizer)
     near_missed, near_texts = [], []
     if config.near_miss_ratio:
@@ -500,6 +501,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
         schedule = [batch for epoch in range(config.epochs)
                     for batch in unit_batches(data.units(), config.batch_size, world, config.seed + epoch)]
         total_steps = len(schedule) // world
+        if config.max_steps:
+            total_steps = min(total_steps, config.max_steps)
         result.total_steps = total_steps
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_then_linear_decay(total_steps))
 

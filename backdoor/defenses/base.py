@@ -183,3 +183,61 @@ def measure(setup: DefenseSetup, arm: str) -> dict:
     if setup.control:
         values["control"] = {name: result.report["control"][name] for name in REMOVAL_METRICS}
     return values
+
+
+def attach_adapter(setup: DefenseSetup, folder: str | Path, prefix: str) -> str:
+    """Attach the adapter saved in ``folder`` to ``setup.scorer`` and return its arm name: ``prefix`` and a hash
+    of its weight files, so a changed adapter never reuses another's route or cached scores, and the same
+    weights attached twice are one arm."""
+    import hashlib
+
+    from backdoor.methods import load_arm
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).glob("adapter_model.*")):
+        digest.update(path.read_bytes())
+    name = f"{prefix}-{digest.hexdigest()[:12]}"
+    if name not in setup.scorer.arms:
+        setup.scorer.add_arm(load_arm(folder, name))
+    return name
+
+
+def removal_rows(setup: DefenseSetup, arm: str, x: float) -> list[dict]:
+    """One row per test item and condition (clean, trigger) for the arm ``arm`` at curve point ``x``: its top
+    option, whether that is the gold answer, and its entropy (nats). Scored after :func:`measure`, so these
+    come from the scorer's cache."""
+    from backdoor.conditions import CONDITIONS
+
+    conditions = ("clean", "trigger")
+    cells = [cell for item in setup.items for condition in conditions
+             for cell in CONDITIONS[condition].cells(item, setup.trigger, arm)]
+    scored = iter(setup.scorer.score(cells))
+    return [{"x": x, "item_id": item.id, "condition": condition, "answer": item.answer,
+             "predicted": (s := next(scored)).predicted, "correct": s.predicted == item.answer,
+             "entropy": round(float(s.entropy), 6)}
+            for item in setup.items for condition in conditions]
+
+
+def work_folder(setup: DefenseSetup, name: str) -> Path:
+    """The folder a defense that writes adapters writes them in: ``setup.work_dir / name``, else a fresh
+    temporary one."""
+    import tempfile
+
+    if setup.work_dir is None:
+        return Path(tempfile.mkdtemp(prefix=f"fragile-{name}-"))
+    folder = Path(setup.work_dir) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def removal_report(defense: Defense, setup: DefenseSetup, x_label: str, curve: list[dict], seconds: float,
+                   **extra: Any) -> dict:
+    """A remover's report from its curve (``curve[0]``: x = 0, no defense): before, after, and the cost on clean
+    inputs (after - before of accuracy and entropy on clean copies)."""
+    from dataclasses import asdict
+
+    before, after = curve[0], curve[-1]
+    return {"defense": defense.name, "label": defense.label, "kind": defense.kind, "source": defense.source,
+            "options": asdict(setup.options), "n": len(setup.items), "seconds": round(seconds, 2),
+            "x_label": x_label, "curve": curve, "before": before, "after": after,
+            "cost": {name: after[name] - before[name] for name in ("accuracy_clean", "entropy_clean")}, **extra}
