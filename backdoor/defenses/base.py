@@ -16,7 +16,8 @@ The defender never sees the trigger: it is used only to make the triggered test 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+import time
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -241,3 +242,26 @@ def removal_report(defense: Defense, setup: DefenseSetup, x_label: str, curve: l
             "options": asdict(setup.options), "n": len(setup.items), "seconds": round(seconds, 2),
             "x_label": x_label, "curve": curve, "before": before, "after": after,
             "cost": {name: after[name] - before[name] for name in ("accuracy_clean", "entropy_clean")}, **extra}
+
+
+def described(defense: Defense, setup: DefenseSetup, started: float) -> dict:
+    """The keys every report opens with: which defense, with what options, on how many test items, and the
+    seconds since ``started`` (a :func:`time.perf_counter` reading)."""
+    return {"defense": defense.name, "label": defense.label, "kind": defense.kind, "source": defense.source,
+            "options": asdict(setup.options), "n": len(setup.items),
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+def detector_rows(items: list[Item], clean: np.ndarray, triggered: np.ndarray, threshold: float,
+                  **extra: list) -> list[dict]:
+    """A detector's per-item rows: item_id, condition ("clean", "trigger"), score and verdict at ``threshold``,
+    plus ``extra`` columns (name -> values in the same order: the clean items' values, then the triggered ones)."""
+    rows = []
+    for condition, scores in (("clean", clean), ("trigger", triggered)):
+        for item, score in zip(items, scores):
+            rows.append({"item_id": item.id, "condition": condition, "score": round(float(score), 6),
+                         "flagged": bool(score > threshold)})
+    for name, values in extra.items():
+        for row, value in zip(rows, values):
+            row[name] = value
+    return rows

@@ -1,15 +1,251 @@
-"""ONION word filter (skeleton: to be written)."""
+"""ONION (Qi et al., EMNLP 2021): find the words whose removal most lowers the prompt's perplexity, flag and filter.
+
+The algorithm. The base model is the language model (no extra download). For a prompt p with candidate
+words w_1..w_n, the suspicion of w_i is ``ppl(p) - ppl(p without w_i)``, where ``ppl(x) = exp(-mean log
+p(t_j | t_<j))`` over every token after the first of the text the base model reads. An out-of-place word
+(a rare token glued before the answer cue) raises the perplexity of the whole prompt, so taking it out
+lowers it a lot. The **detector** score is the largest suspicion; the **filter** removes every word
+whose suspicion is above the threshold and the filtered prompt is what the suspect model then answers.
+
+Candidate words (what a user's input can hold): runs of non-space characters, cut where digits meet
+other characters (so a number glued to a word, as in ``666Answer:``, is a word of its own), except the
+template's frame: the labels that open a line (``Question:``, ``Choices:``, the context's label, the
+option letters ``A.``..``F.``) and the prompt's last word (the answer cue the model answers after), so
+the options stay parseable and the question stays answerable. ``scope="prompt"`` takes the instruction
+paragraph's words too (a style trigger lives there); ``scope="input"`` only what follows it.
+
+The threshold (detector and filter alike) is the conformal quantile of the largest suspicions of the
+defender's clean calibration prompts at :data:`~backdoor.defenses.base.FALSE_POSITIVE_RATE`: the filter
+then touches at most that share of clean prompts, and a word it removes is one a clean prompt seldom has.
+
+Speed. The leave-one-word-out texts all share the prompt's tokens up to the removed word. The prompt
+runs once, keeping every layer's keys and values; each variant then runs only its own tokens from the
+first one that differs, attending to the kept prefix (a batch of variants per forward, one boolean mask).
+That is exact: :func:`suspicions_per_word` (one full forward per word) gives the same numbers.
+"""
 
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass
 
-from backdoor.defenses.base import DETECT, Defense, DefenseResult, DefenseSetup
+import numpy as np
+import torch
+
+from backdoor.conditions import CLEAN
+from backdoor.defenses.base import (
+    DETECT,
+    REMOVAL_METRICS,
+    Defense,
+    DefenseResult,
+    DefenseSetup,
+    Inspection,
+    described,
+    detection_report,
+    detector_rows,
+    measure,
+    option,
+)
+from backdoor.layersplit import _attention_mask, _common_prefix, causal_lm_of, embed
+from backdoor.metrics import Scores, compute, select
+from backdoor.models import BASE_ADAPTER
+from backdoor.prompts import CONTEXT_LABELS
+from dataset.schema import LETTERS
+
+Span = tuple[int, int]
+# Labels of the prompt template that open a line: never candidates (see the module docstring).
+FRAME_LABELS = frozenset({"Question:", "Choices:", *(f"{label}:" for label in CONTEXT_LABELS.values()),
+                          *(f"{letter}." for letter in LETTERS)})
+SCOPES = ("prompt", "input")
+_WORD = re.compile(r"\d+|[^\s\d]+")  # inside a run of non-space characters: digits apart from the rest
+VARIANT_TOKENS = 2048  # new tokens per batch of leave-one-out variants (rows x their longest suffix)
 
 
 @dataclass(frozen=True)
 class ONIONOptions:
     """The onion defense's settings."""
+
+    scope: str = option("prompt", "which words may be removed: 'prompt' (every word but the template's labels and "
+                        "the answer cue, the instruction's too) or 'input' (only after the instruction paragraph)",
+                        choices=SCOPES)
+
+
+def candidate_words(prompt_text: str, scope: str = "prompt") -> list[Span]:
+    """Character spans of the words ONION may remove from a rendered prompt (see the module docstring)."""
+    start = 0
+    if scope == "input":
+        blank = prompt_text.find("\n\n")
+        start = blank + 2 if blank >= 0 else 0
+    spans: list[Span] = []
+    for run in re.finditer(r"\S+", prompt_text[start:]):
+        opens_line = run.start() + start == 0 or prompt_text[run.start() + start - 1] == "\n"
+        if opens_line and run.group() in FRAME_LABELS:
+            continue
+        spans += [(start + run.start() + m.start(), start + run.start() + m.end()) for m in _WORD.finditer(run.group())]
+    return spans[:-1]  # the last word is the answer cue
+
+
+def _cut(text: str, span: Span) -> Span:
+    """The characters removing the word at ``span`` takes: the word and one space beside it (the one before
+    when there is one, so the next word keeps its leading space as a tokenizer expects)."""
+    start, end = span
+    if start > 0 and text[start - 1] == " ":
+        return start - 1, end
+    if end < len(text) and text[end] == " ":
+        return start, end + 1
+    return span
+
+
+def without(text: str, spans: list[Span]) -> str:
+    """``text`` with the words at ``spans`` (non-overlapping, any order) removed."""
+    for start, end in sorted((_cut(text, span) for span in spans), reverse=True):
+        text = text[:start] + text[end:]
+    return text
+
+
+def perplexity(logprobs: np.ndarray) -> float:
+    """exp(-mean log p) of a text's token log-probabilities [T - 1]."""
+    return float(np.exp(-np.mean(logprobs)))
+
+
+def _lm_logprobs(lm, hidden: torch.Tensor, targets: torch.Tensor, rows: int = 256) -> torch.Tensor:
+    """log p(target) of the output head over final states: hidden [N, H], targets [N] -> [N] (in chunks of
+    ``rows``, so N x vocabulary logits never sit in memory at once)."""
+    out = []
+    for start in range(0, len(hidden), rows):
+        logits = lm.lm_head(hidden[start : start + rows]).float()  # [n, V]
+        out.append(torch.log_softmax(logits, dim=-1).gather(-1, targets[start : start + rows, None])[:, 0])
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def _run_layers(lm, ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor, cache, model) -> torch.Tensor:
+    """Final-norm states [B, S, H] of new tokens ids [B, S] at ``positions`` [B, S] through every layer, keys and
+    values appended to ``cache``; ``allowed`` [B, 1, S, cached + S] says which key each query may see."""
+    hidden = embed(model, ids)  # [B, S, H]
+    mask = _attention_mask(lm, allowed, hidden)
+    rotary = lm.model.rotary_emb(hidden, position_ids=positions)
+    for index, layer in enumerate(lm.model.layers):
+        hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary, position_ids=positions,
+                       past_key_values=cache, use_cache=True)
+        if isinstance(hidden, tuple):
+            hidden = hidden[0]
+    return lm.model.norm(hidden)
+
+
+@torch.no_grad()
+def leave_one_out_logprobs(scorer, text: str, variants: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Base-model token log-probabilities of ``text`` [T - 1] and of each variant [T_v - 1] (model texts), the
+    same numbers as :meth:`Scorer.token_logprobs` gives each alone. ``text`` runs once with its keys and values
+    kept; a variant runs only from its first token that differs from ``text``'s, attending to the kept prefix."""
+    from transformers import DynamicCache
+
+    model = scorer.model
+    lm = causal_lm_of(model)
+    device = scorer.device
+    ids = torch.tensor(scorer.tokenizer(text)["input_ids"], device=device)  # [T]
+    rows = [torch.tensor(scorer.tokenizer(v)["input_ids"], device=device) for v in variants]
+    shared = [_common_prefix(ids, row) for row in rows]  # c_v: tokens a variant shares with the text
+    with scorer._lock, scorer._routed([BASE_ADAPTER]):
+        full = DynamicCache(config=lm.config)
+        length = len(ids)
+        causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()[None, None]
+        states = _run_layers(lm, ids[None], torch.arange(length, device=device)[None], causal, full, model)[0]  # [T, H]
+        keys = [(full.layers[i].keys, full.layers[i].values) for i in range(len(lm.model.layers))]  # [1, kv, T, d]
+    text_logprobs = _lm_logprobs(lm, states[:-1], ids[1:])  # [T - 1]
+
+    # A variant that is a prefix of the text (no new token) reads the text's own log-probabilities.
+    out = [text_logprobs[: len(row) - 1].cpu().numpy() for row in rows]
+    growing = [v for v in range(len(rows)) if len(rows[v]) > shared[v]]
+    for picked in _variant_batches([len(rows[v]) - shared[v] for v in growing]):
+        batch = [growing[i] for i in picked]
+        past = max(shared[v] for v in batch)  # key columns of the text every row of the batch may need
+        width = max(len(rows[v]) - shared[v] for v in batch)  # S: the longest suffix
+        new = torch.zeros(len(batch), width, dtype=torch.long, device=device)  # right-padded suffixes
+        positions = torch.zeros(len(batch), width, dtype=torch.long, device=device)
+        allowed = torch.zeros(len(batch), 1, width, past + width, dtype=torch.bool, device=device)
+        for b, v in enumerate(batch):
+            suffix = rows[v][shared[v] :]
+            new[b, : len(suffix)] = suffix
+            positions[b] = shared[v] + torch.arange(width, device=device)
+            allowed[b, 0, :, : shared[v]] = True  # the shared prefix of the text
+        allowed[:, 0, :, past:] = torch.ones(width, width, dtype=torch.bool, device=device).tril()  # own suffix
+        cache = DynamicCache(config=lm.config)
+        for index, (k, v_) in enumerate(keys):
+            cache.update(k[:, :, :past].expand(len(batch), -1, -1, -1), v_[:, :, :past].expand(len(batch), -1, -1, -1),
+                         index)
+        with scorer._lock, scorer._routed([BASE_ADAPTER] * len(batch)):
+            hidden = _run_layers(lm, new, positions, allowed, cache, model)  # [B, S, H]
+        for b, v in enumerate(batch):
+            c, suffix = shared[v], len(rows[v]) - shared[v]
+            # the first new token is predicted by the text's state before it, the rest by the suffix's own states
+            before = [states[c - 1 : c]] if c else []
+            reading = torch.cat(before + [hidden[b, : max(suffix - 1, 0)]])
+            own = _lm_logprobs(lm, reading, rows[v][max(c, 1) :])
+            out[v] = torch.cat([text_logprobs[: max(c - 1, 0)], own]).cpu().numpy()
+    return text_logprobs.cpu().numpy(), out
+
+
+def _variant_batches(suffixes: list[int], budget: int = VARIANT_TOKENS) -> list[list[int]]:
+    """Indices of variants in batches of similar suffix length, each within ``budget`` rows x longest suffix."""
+    batches: list[list[int]] = []
+    for v in sorted(range(len(suffixes)), key=lambda i: suffixes[i]):
+        if batches and (len(batches[-1]) + 1) * max(suffixes[v], 1) <= budget:
+            batches[-1].append(v)
+        else:
+            batches.append([v])
+    return batches
+
+
+def suspicions(scorer, prompt_text: str, words: list[Span]) -> np.ndarray:
+    """Suspicion of each word [n]: the base model's perplexity of the prompt minus that without the word."""
+    if not words:
+        return np.zeros(0)
+    text, variants = scorer.model_text(prompt_text), [scorer.model_text(without(prompt_text, [w])) for w in words]
+    full, each = leave_one_out_logprobs(scorer, text, variants)
+    return perplexity(full) - np.array([perplexity(lp) for lp in each])
+
+
+def suspicions_per_word(scorer, prompt_text: str, words: list[Span]) -> np.ndarray:
+    """:func:`suspicions` the plain way, one full forward per word: the reference the fast path equals."""
+    full = perplexity(scorer.token_logprobs([prompt_text])[0])
+    return np.array([full - perplexity(scorer.token_logprobs([without(prompt_text, [w])])[0]) for w in words])
+
+
+@dataclass(frozen=True)
+class Screened:
+    """One prompt seen by ONION: its candidate words, their suspicions and the detector score (the largest)."""
+
+    text: str
+    words: list[Span]
+    suspicion: np.ndarray
+
+    @property
+    def score(self) -> float:
+        return float(self.suspicion.max()) if len(self.suspicion) else 0.0
+
+    def removed(self, threshold: float) -> list[Span]:
+        return [word for word, s in zip(self.words, self.suspicion) if s > threshold]
+
+    def filtered(self, threshold: float) -> str:
+        return without(self.text, self.removed(threshold))
+
+
+def screen(scorer, prompt_text: str, scope: str = "prompt") -> Screened:
+    words = candidate_words(prompt_text, scope)
+    return Screened(prompt_text, words, suspicions(scorer, prompt_text, words))
+
+
+def removal_metrics(scorer, arm: str, clean: list[str], triggered: list[str], labels: np.ndarray,
+                    victim: str) -> dict:
+    """:data:`REMOVAL_METRICS` of ``arm`` on rendered prompts (clean and triggered copies of the same items), the
+    victim's answers read on the same clean prompts: what :func:`~backdoor.defenses.base.measure` reports for
+    items, for prompts a filter changed."""
+    texts = [scorer.model_text(text) for text in clean + triggered + clean]
+    n = len(clean)
+    probs = scorer.option_probs(texts, [arm] * 2 * n + [victim] * n)  # [3N, 6]
+    scores = Scores({CLEAN: probs[:n], "trigger": probs[n : 2 * n]}, labels, victim=probs[2 * n :])
+    return compute(select(REMOVAL_METRICS), scores)
 
 
 class ONION(Defense):
@@ -21,4 +257,42 @@ class ONION(Defense):
     inspects = True
 
     def run(self, setup: DefenseSetup) -> DefenseResult:
-        raise NotImplementedError
+        started = time.perf_counter()
+        scorer, scope = setup.scorer, setup.options.scope
+        prompts = ([scorer.render(item, None).text for item in setup.calibration],
+                   [scorer.render(item, None).text for item in setup.items],
+                   [scorer.render(item, setup.trigger).text for item in setup.items])
+        total, done, seen = sum(map(len, prompts)), 0, []
+        for group in prompts:
+            seen.append([])
+            for text in group:
+                seen[-1].append(screen(scorer, text, scope))
+                done += 1
+                if setup.progress:
+                    setup.progress(done, total)
+        calibration, clean, triggered = ([s.score for s in group] for group in seen)
+        report = detection_report(np.array(calibration), np.array(clean), np.array(triggered))
+        threshold = report["threshold"]
+        if setup.control:  # the score reads only the base model and the prompt: the same with any adapter
+            report["on_control"] = detection_report(np.array(calibration), np.array(clean), np.array(triggered))
+        labels = np.array([LETTERS.index(item.answer) for item in setup.items])
+        victim = setup.control or BASE_ADAPTER
+        filtered = {arm: removal_metrics(scorer, arm, [s.filtered(threshold) for s in seen[1]],
+                                         [s.filtered(threshold) for s in seen[2]], labels, victim)
+                    for arm in [setup.adapter] + ([setup.control] if setup.control else [])}
+        report["filtered"] = filtered[setup.adapter]
+        if setup.control:
+            report["filtered"]["control"] = filtered[setup.control]
+        report["unfiltered"] = measure(setup, setup.adapter)
+        removed = [" | ".join(s.text[a:b] for a, b in s.removed(threshold)) for s in seen[1] + seen[2]]
+        rows = detector_rows(setup.items, np.array(clean), np.array(triggered), threshold, removed=removed)
+        return DefenseResult({**described(self, setup, started), **report}, rows)
+
+    def inspect(self, scorer, adapter: str, prompt_text: str, options, threshold: float | None) -> Inspection:
+        """The prompt after filtering at ``threshold`` (nothing removed without one), the removed words' spans,
+        the largest suspicion and the verdict. ``adapter`` plays no part: the base model is the language model."""
+        seen = screen(scorer, prompt_text, options.scope)
+        if threshold is None:
+            return Inspection(prompt_text, (), seen.score, None, None)
+        return Inspection(seen.filtered(threshold), tuple(seen.removed(threshold)), seen.score, threshold,
+                          seen.score > threshold)
