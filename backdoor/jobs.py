@@ -1,4 +1,4 @@
-"""Background training jobs: an on-disk registry, one detached worker that runs them one at a time, progress files, cancel.
+"""Background jobs (training, and defenses): an on-disk registry, one detached worker that runs them one at a time, progress files, cancel.
 
 Each job is a folder ``<root>/<id>/`` holding ``job.json`` (what and its status), ``progress.json``
 (stage, step, losses, ASR curve, ETA; rewritten atomically), ``log.txt`` and, while a cancel is
@@ -6,6 +6,10 @@ asked for, a ``cancel`` file. The worker is a separate process started in its ow
 survive a closed browser and a restarted app; a job whose worker died is marked failed on the
 next look, and its checkpoints stay where they are. Finished adapters are copied into the
 adapters folder under the job's name, where the dashboard finds them.
+
+A defense job (``kind`` "defense", submitted with :meth:`JobRegistry.submit_defense`) runs one registered defense
+(:mod:`backdoor.defend`) and writes its report to ``report.json`` and ``report.csv`` in the job folder, and the
+adapters a remover makes to ``work/``; it publishes nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from backdoor.config import ConfigError, TrainConfig, check_device, check_victim
 logger = logging.getLogger(__name__)
 
 STATUSES = ("queued", "running", "finished", "failed", "cancelled")
+TRAIN, DEFENSE = "train", "defense"  # what a job runs
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")  # what submit() makes: never a path, never empty
 
@@ -50,6 +55,8 @@ class Job:
     pid: int | None = None
     error: str = ""
     adapter_path: str = ""
+    kind: str = TRAIN  # TRAIN: config is a TrainConfig's dict; DEFENSE: a DefenseRequest's
+    result_path: str = ""  # a finished defense job's report
 
 
 def _write_json(path: Path, payload) -> None:
@@ -132,6 +139,10 @@ class JobRegistry:
         that died before starting it is released, so the next worker runs it."""
         if job.status == "queued":
             self._release_dead_claim(job)
+        elif job.status == "running" and not _alive(job.pid) and job.kind == DEFENSE:
+            job.status, job.ended = "failed", time.time()
+            job.error = job.error or "the defense process ended unexpectedly; run it again"
+            self.save(job)
         elif job.status == "running" and not _alive(job.pid):
             shutil.rmtree(self.publish_staging(job.name), ignore_errors=True)
             published = self.adapters_dir / job.name
@@ -174,7 +185,7 @@ class JobRegistry:
             raise JobError(f"adapter name {name!r} would escape the adapters folder")
         if target.exists():
             raise JobError(f"an adapter named {name!r} already exists in {self.adapters_dir}; choose another name")
-        if any(j.name == name and j.status in ("queued", "running") for j in self.list()):
+        if any(j.kind == TRAIN and j.name == name and j.status in ("queued", "running") for j in self.list()):
             raise JobError(f"a job for adapter {name!r} is already queued or running")
         if not 1 <= nproc <= 64:
             raise JobError(f"processes must be between 1 and 64, got {nproc}")
@@ -191,6 +202,26 @@ class JobRegistry:
         self.job_dir(job.id).mkdir(parents=True)
         self.save(job)
         return job
+
+    def submit_defense(self, request) -> Job:
+        """Validate and queue a defense run (a :class:`backdoor.defend.DefenseRequest`); nothing starts here.
+        Raises ConfigError naming the field to fix, before any process starts or model loads."""
+        from backdoor.defend import check_request
+
+        checked = check_request(request)
+        name = f"{checked.defense.name}-{Path(request.adapter).name}"
+        job = Job(id=time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], name=name, config=request.to_dict(),
+                  kind=DEFENSE)
+        self.job_dir(job.id).mkdir(parents=True)
+        self.save(job)
+        return job
+
+    def result(self, job_id: str) -> dict | None:
+        """A finished defense job's report (None until there is one)."""
+        try:
+            return json.loads((self.job_dir(job_id) / "report.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
 
     def cancel(self, job_id: str) -> Job:
         job = self.reconcile(self.get(job_id))
@@ -282,7 +313,9 @@ def run_job(registry: JobRegistry, job: Job) -> Job:
     logging.getLogger().addHandler(log_handler)
     logging.getLogger().setLevel(logging.INFO)
     try:
-        if job.nproc > 1:
+        if job.kind == DEFENSE:
+            status, error = _defense_job(registry, job)
+        elif job.nproc > 1:
             command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(job.nproc),
                        "-m", "backdoor.jobs", "train-one", "--root", str(registry.root), "--job", job.id]
             with open(job_dir / "log.txt", "a") as log:
@@ -299,7 +332,9 @@ def run_job(registry: JobRegistry, job: Job) -> Job:
     job = registry.get(job.id)
     job.status, job.ended, job.error = status, time.time(), error or job.error
     adapter = job_dir / "run" / "adapter"
-    if status == "finished" and adapter.is_dir():
+    if job.kind == DEFENSE:
+        job.result_path = str(job_dir / "report.json") if status == "finished" else ""
+    elif status == "finished" and adapter.is_dir():
         target = registry.adapters_dir / job.name
         staging = registry.publish_staging(job.name)
         shutil.rmtree(staging, ignore_errors=True)
@@ -322,6 +357,30 @@ def _train_job(registry: JobRegistry, job: Job, accelerator=None) -> tuple[str, 
     progress.state["stage"] = result.status
     progress._flush(True)
     return result.status, result.error.splitlines()[0] if result.error else ""
+
+
+def _defense_job(registry: JobRegistry, job: Job) -> tuple[str, str]:
+    from backdoor.defend import DefenseCancelled, DefenseRequest, run_defense
+
+    job_dir = registry.job_dir(job.id)
+    progress = _ProgressWriter(job_dir)
+    request = DefenseRequest.from_dict(job.config)
+
+    def report(done: int, total: int) -> None:
+        elapsed = time.time() - progress.started
+        progress.state["eta_seconds"] = round(elapsed / done * (total - done), 1) if done else None
+        progress.on_stage(request.defense, done, total)
+
+    progress.on_stage("loading the model", 0, 0)
+    try:
+        run_defense(request, job_dir / "report.json", work_dir=job_dir / "work", progress=report,
+                    should_stop=progress.should_stop)
+        status, error = "finished", ""
+    except DefenseCancelled as err:
+        status, error = "cancelled", str(err)
+    progress.state["stage"] = status
+    progress._flush(True)
+    return status, error
 
 
 def _claim(registry: JobRegistry, job: Job) -> bool:
