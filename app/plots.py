@@ -373,3 +373,68 @@ def figures_html(figures: Sequence[go.Figure], *, title: str) -> str:
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{escaped}</title></head>"
             f"<body style=\"font-family: system-ui, sans-serif; max-width: 1100px; margin: auto\"><h1>{escaped}</h1>\n"
             f"{body}\n</body></html>\n")
+
+
+# --- defenses ------------------------------------------------------------------------------------
+
+CHANCE_COLOUR = "rgba(128, 128, 128, 0.8)"
+SUSPECT_COLOUR = TRIGGER_COLOUR
+CONTROL_COLOUR = CLEAN_COLOUR
+FILTERED_NAME = "after the defense"  # the second series of the option bars when a defense filtered the prompt
+
+
+def roc_figure(curves: dict[str, tuple[Sequence[float], Sequence[float], float]], *, title: str,
+               marks: dict[str, tuple[float, float]] | None = None) -> go.Figure:
+    """ROC curves of a detector: ``curves`` maps a series name to (false-positive rates, true-positive rates,
+    AUROC), the first drawn in vermillion (the suspect adapter), the next in blue (the clean control); the diagonal
+    is chance. ``marks``: per series, the (false-, true-positive rate) the threshold gives, drawn as a dot.
+    No curve gives a titled empty figure."""
+    colours = (SUSPECT_COLOUR, CONTROL_COLOUR, OKABE_ITO["bluish_green"], OKABE_ITO["reddish_purple"])
+    data = [{"type": "scatter", "mode": "lines", "name": "chance", "x": [0, 1], "y": [0, 1], "hoverinfo": "skip",
+             "line": {"color": CHANCE_COLOUR, "width": 2, "dash": "dot"}}]
+    for (name, (fpr, tpr, auroc)), colour in zip(curves.items(), colours):
+        if not len(fpr):
+            continue
+        data.append({"type": "scatter", "mode": "lines", "name": f"{name} (AUROC {auroc:.2f})", "x": list(fpr),
+                     "y": list(tpr), "line": {"color": colour, "width": 3, "shape": "hv"},
+                     "hovertext": [f"{name}: FPR {x:.0%}, TPR {y:.0%}" for x, y in zip(fpr, tpr)], "hoverinfo": "text"})
+        if marks and name in marks:
+            x, y = marks[name]
+            data.append({"type": "scatter", "mode": "markers", "name": f"{name}: threshold", "x": [x], "y": [y],
+                         "marker": {"color": colour, "size": 12, "line": {"color": "#ffffff", "width": 2}},
+                         "hovertext": [f"{name} at its threshold: FPR {x:.0%}, TPR {y:.0%}"], "hoverinfo": "text",
+                         "showlegend": False})
+    if len(data) == 1:
+        return empty_figure(title, "no ROC curve in this report")
+    layout = _plain_layout(title, y_title="true-positive rate (triggered flagged)",
+                           x_title="false-positive rate (clean flagged)")
+    layout.update(barmode=None, uniformtext=None)
+    layout["xaxis"].update(range=[0, 1], tickformat=".0%", constrain="domain")
+    layout["yaxis"].update(range=[0, 1.02], tickformat=".0%", rangemode=None)
+    return _figure(data, layout)
+
+
+def removal_curve(points: Sequence[dict], series: Sequence[tuple[str, str]], *, title: str, x_title: str) -> go.Figure:
+    """A remover's metrics against how much of it was applied (steps, fraction pruned): ``points`` are
+    ``{"x": value, key: share, ..., "control": {key: share, ...}}``; ``series`` the (key, name) pairs drawn, the
+    adapter's solid and the clean control's dashed in the same colour. No point gives a titled empty figure."""
+    data = []
+    for (key, name), colour in zip(series, CURVE_COLOURS):
+        for whose, style in (("", "solid"), ("control", "dash")):
+            pairs = [(p["x"], (p.get(whose) or {}).get(key) if whose else p.get(key)) for p in points if "x" in p]
+            pairs = [(x, y) for x, y in pairs if y is not None]
+            if not pairs:
+                continue
+            label = f"{name} (control)" if whose else name
+            data.append({"type": "scatter", "mode": "lines+markers", "name": label, "legendgroup": key,
+                         "x": [x for x, _ in pairs], "y": [y for _, y in pairs],
+                         "line": {"color": colour, "width": 3 if not whose else 2, "dash": style},
+                         "marker": {"size": 8 if not whose else 6},
+                         "hovertext": [f"{label} at {x:g}: {percent(y)}" for x, y in pairs], "hoverinfo": "text"})
+    if not data:
+        return empty_figure(title, "no curve in this report")
+    layout = _plain_layout(title, y_title="share of items", x_title=x_title)
+    layout.update(barmode=None, uniformtext=None)
+    layout["yaxis"].update(range=[0, 1.05], tickformat=".0%", rangemode=None)
+    layout["xaxis"].update(rangemode="tozero")
+    return _figure(data, layout)

@@ -17,6 +17,8 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from app import plots
+from app.defend import NO_DEFENSE, DefendService, DefenseView, demo_defense_choices
+from app.defend_ui import DEFEND_CSS, DefendHandlers, build_defend_tab, column_defense_html, marked_prompt, wire_defend_tab
 from app.errors import label_input_errors, reports_errors
 from app.lab import Lab
 from app.lab import BACKDOOR_ONLY, VICTIM_FITTED
@@ -98,7 +100,7 @@ def launch_kwargs() -> dict[str, Any]:
     mono = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
     theme = gr.themes.Soft(primary_hue="orange", secondary_hue="blue", text_size=gr.themes.sizes.text_lg,
                            font=system, font_mono=mono)
-    return {"theme": theme, "css": CSS + LAB_CSS + PRESENTER_CSS, "head": plotly_preload() + head_html()}
+    return {"theme": theme, "css": CSS + LAB_CSS + DEFEND_CSS + PRESENTER_CSS, "head": plotly_preload() + head_html()}
 
 
 def plotly_preload() -> str:
@@ -117,18 +119,17 @@ def display_token(token: str) -> str:
     return token.replace("Ġ", "␣").replace("▁", "␣").replace("Ċ", "⏎") or "∅"
 
 
-def prompt_html(comparison: Comparison, trigger_on: bool) -> str:
-    """The prompt the columns read: with the trigger (or the near miss in its place) marked when it is on."""
+def prompt_html(comparison: Comparison, trigger_on: bool, removed: Sequence[tuple[int, int]] = ()) -> str:
+    """The prompt the columns read: with the trigger (or the near miss in its place) marked when it is on, and the
+    spans a defense removed (``removed``, in the shown prompt) struck through."""
     item = comparison.item
     near = comparison.near_miss is not None
     if trigger_on:
         triggered = comparison.triggered_prompt
-        start, end = triggered.span
         mark = "fr-trigger fr-near-miss" if near else "fr-trigger"
-        body = (html.escape(triggered.text[:start]) + f'<mark class="{mark}">' + html.escape(triggered.text[start:end])
-                + "</mark>" + html.escape(triggered.text[end:]))
+        body = marked_prompt(triggered.text, triggered.span, removed, mark)
     else:
-        body = html.escape(comparison.clean_prompt)
+        body = marked_prompt(comparison.clean_prompt, None, removed)
     key = ""
     if item.source != "custom":
         key = f'<div class="fr-key">Answer key: <b>{item.answer}. {html.escape(item.answer_text)}</b> · {html.escape(item.task)}</div>'
@@ -226,6 +227,15 @@ def option_figure(column, item, trigger_on: bool, triggered: str = plots.TRIGGER
     )
 
 
+def filtered_figure(column, filtered, item, trigger_on: bool, triggered: str = plots.TRIGGER_NAME):
+    """The column's bars beside a defense's filtered prompt: without the trigger, then the shown prompt (with the
+    trigger when it is on) after the defense removed words from it."""
+    shown = f"{triggered if trigger_on else plots.CLEAN_NAME}, {plots.FILTERED_NAME}"
+    return plots.option_bars(column.clean.probs, filtered.probs, title="", y_title="probability of each option",
+                             letters=LETTERS, option_texts=[item.choices[letter] for letter in LETTERS],
+                             predicted=column.clean.predicted, height=None, triggered_name=shown)
+
+
 def token_figure(column, trigger_on: bool, triggered: str = plots.TRIGGER_NAME):
     clean = [(display_token(t.token), t.prob) for t in column.clean]
     trig = [(display_token(t.token), t.prob) for t in column.triggered] if trigger_on else None
@@ -269,11 +279,14 @@ def _snippet(text: str, limit: int = LABEL_CHARS) -> str:
 
 @gpu_task
 def _score(service: DashboardService, base: str, names: Sequence[str], item, trigger, tokens: bool,
-           near_miss: str | None = None):
-    """All model work of one request (a ZeroGPU slice on Spaces)."""
+           near_miss: str | None = None, defender: DefendService | None = None, defense: str | None = None,
+           trigger_on: bool = False):
+    """All model work of one request (a ZeroGPU slice on Spaces): the comparison, the top tokens when asked, and
+    how ``defense`` sees the shown prompt when one is chosen."""
     comparison = service.compare(base, names, item, trigger, near_miss)
     token_view = service.next_tokens(base, names, item, comparison.shown_trigger) if tokens else None
-    return comparison, token_view
+    view = defender.inspect(comparison, defense, trigger_on) if defender is not None and defense else None
+    return comparison, token_view, view
 
 
 @dataclass
@@ -282,6 +295,11 @@ class Handlers:
 
     service: DashboardService
     first_view: list | None = None  # the attack demo's outputs as drawn into the page when it was built
+    defender: DefendService | None = None  # the defenses' side (shipped reports, the Defense view)
+
+    def __post_init__(self) -> None:
+        if self.defender is None:
+            self.defender = DefendService(self.service)
 
     # choices -------------------------------------------------------------------------------
 
@@ -396,19 +414,22 @@ class Handlers:
     @reports_errors("score this question", lambda self, message: [message] + [gr.skip()] * (2 + 4 * MAX_SLOTS))
     def compare(self, base, adapters, source, showcase_id, split, corpus_id, question, context, a, b, c, d,
                 kind, custom_text, position, tokens, trigger_on, tau=decisions.DEFAULT_TAU, rule=decisions.DEFAULT_RULE,
-                near_miss=NO_NEAR_MISS):
+                near_miss=NO_NEAR_MISS, defense=NO_DEFENSE):
         """Score the chosen question on every chosen model, without and with the trigger; draw it all.
         ``tau``/``rule``: the downstream decision shown under each column (from the same, cached, scores).
-        ``near_miss``: a near-miss generator of the trigger's kind, scored in the trigger's place."""
+        ``near_miss``: a near-miss generator of the trigger's kind, scored in the trigger's place.
+        ``defense``: a defense that inspects questions (app.defend), shown on the prompt and under each column."""
+        chosen = defense if defense and defense != NO_DEFENSE else None
         try:
             item = self._item(source, showcase_id, split, corpus_id, question, context, a, b, c, d)
             trigger = self.service.trigger(kind, custom_text, position)
             near = self.service.applicable_near_miss(trigger.kind, near_miss)
-            comparison, token_view = _score(self.service, base, adapters or [], item, trigger, bool(tokens), near)
+            comparison, token_view, view = _score(self.service, base, adapters or [], item, trigger, bool(tokens), near,
+                                                  self.defender, chosen, bool(trigger_on))
         except DashboardError as err:
             gr.Warning(str(err))
             return [f"⚠️ {err}"] + [gr.skip()] * (2 + 4 * MAX_SLOTS)
-        return self.render(comparison, token_view, bool(trigger_on), *_decision_settings(tau, rule))
+        return self.render(comparison, token_view, bool(trigger_on), *_decision_settings(tau, rule), view)
 
     @reports_errors("draw the first view", lambda self, message: [message] + [gr.skip()] * (2 + 4 * MAX_SLOTS))
     def compare_on_load(self, *inputs) -> list:
@@ -436,7 +457,10 @@ class Handlers:
         return [trigger_on, label, *self.compare(*inputs, trigger_on, *decision)]
 
     def render(self, comparison: Comparison, token_view: TokenComparison | None, trigger_on: bool,
-               tau: float = decisions.DEFAULT_TAU, rule: str = decisions.DEFAULT_RULE) -> list:
+               tau: float = decisions.DEFAULT_TAU, rule: str = decisions.DEFAULT_RULE,
+               defense: DefenseView | None = None) -> list:
+        """The attack demo's outputs; with ``defense``, the removed words struck through in the prompt, a filtered
+        prompt's distribution as each column's second series, and the defense's word under its numbers."""
         near = comparison.near_miss
         status = (f"{len(comparison.columns)} model(s), trigger **{comparison.trigger.label}** "
                   f"{'on' if trigger_on else 'off'}"
@@ -444,16 +468,25 @@ class Handlers:
                   f" · {comparison.seconds * 1000:.0f} ms{' (cached)' if comparison.from_cache else ''}")
         if comparison.notes:
             status += "  \n" + "  \n".join(f"ℹ️ {note}" for note in comparison.notes)
-        out: list = [status, prompt_html(comparison, trigger_on),
+        if defense is not None:
+            status += f"  \nDefense **{defense.defense.label}** · {defense.seconds * 1000:.0f} ms"
+        out: list = [status, prompt_html(comparison, trigger_on, defense.removed if defense is not None else ()),
                      gr.update(value=numbers_table(comparison, trigger_on, tau, rule), headers=NUMBER_HEADERS)]
         triggered = triggered_name(comparison)
         for slot in range(MAX_SLOTS):
             if slot < len(comparison.columns):
                 column = comparison.columns[slot]
-                figure = (token_figure(token_view.columns[slot], trigger_on, triggered) if token_view is not None
-                          else option_figure(column, comparison.item, trigger_on, triggered))
-                out += [gr.update(visible=True), column_head_html(column, trigger_on), figure,
-                        column_stats_html(column, trigger_on, comparison.alpha, tau, rule, triggered)]
+                seen = defense.columns[slot] if defense is not None else None
+                if token_view is not None:
+                    figure = token_figure(token_view.columns[slot], trigger_on, triggered)
+                elif seen is not None and seen.filtered is not None:
+                    figure = filtered_figure(column, seen.filtered, comparison.item, trigger_on, triggered)
+                else:
+                    figure = option_figure(column, comparison.item, trigger_on, triggered)
+                stats = column_stats_html(column, trigger_on, comparison.alpha, tau, rule, triggered)
+                if seen is not None:
+                    stats += column_defense_html(defense, seen, triggered if trigger_on else plots.CLEAN_NAME)
+                out += [gr.update(visible=True), column_head_html(column, trigger_on), figure, stats]
             else:
                 out += [gr.update(visible=False), "", None, ""]
         return out
@@ -466,6 +499,16 @@ def _decision_settings(tau, rule) -> tuple[float, str]:
     except (TypeError, ValueError):
         tau = decisions.DEFAULT_TAU
     return tau, rule if rule in decisions.RULES else decisions.DEFAULT_RULE
+
+
+def defense_before_near_miss(fn):
+    """``fn`` called with the page's inputs, which list the Defense choice just before the near miss: it gets them
+    in its own order (the near miss, then the defense)."""
+    def call(*args):
+        *head, defense, near_miss = args
+        return fn(*head, near_miss, defense)
+
+    return call
 
 
 def same_output(new, old) -> bool:
@@ -482,6 +525,7 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
     """The whole page. Launch with ``demo.launch(**launch_kwargs())``. ``lab`` runs evaluations and training jobs."""
     handlers = Handlers(service)
     lab_handlers = LabHandlers(lab or Lab(service))
+    defend_handlers = DefendHandlers(handlers.defender, lab_handlers.lab)
     config = service.config
     showcase = handlers.showcase_choices()
     first_base = config.bases[0]
@@ -600,6 +644,9 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
                             near_miss = gr.Dropdown(handlers.near_miss_choices(default_trigger.kind), value=NO_NEAR_MISS,
                                                     label="Near miss", elem_id="fr-near-miss", scale=2,
                                                     min_width=100)
+                            # In this row, hidden with it in the presenter layout: no height added to the first screen.
+                            defense = gr.Dropdown(demo_defense_choices(), value=NO_DEFENSE, label="Defense",
+                                                  elem_id="fr-defense", scale=2, min_width=100)
                         with gr.Row(equal_height=True, elem_id="fr-view-tools"):
                             presenter = gr.Checkbox(False, label="Presenter layout", elem_id="fr-presenter", scale=2,
                                                     min_width=150)
@@ -635,6 +682,9 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
                     trigger=default_trigger,
                     trigger_choices=[(k, k) for k in TRIGGERS],
                     position_choices=[(POSITION_LABELS.get(p, p), p) for p in POSITIONS])
+            with gr.Tab("Defend", id="defend") as defend_tab:
+                defend = build_defend_tab(defend_handlers, base=first_base,
+                                          trigger_choices=[(k, k) for k in TRIGGERS])
             with gr.Tab("Fine-tuning", id="train") as train_tab:
                 training = build_training_tab(lab_handlers)
             with gr.Tab("About", id="about") as about_tab:
@@ -642,14 +692,18 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
 
         inputs = [base, adapters, source, showcase_pick, split, corpus_pick, question, context, opt_a, opt_b, opt_c,
                   opt_d, kind, custom_text, position, tokens]
-        compare_inputs = [*inputs, trigger_on, tau, rule, near_miss]
+        # The page lists the Defense choice before the near miss, which stays the compare API's last input.
+        compare_inputs = [*inputs, trigger_on, tau, rule, defense, near_miss]
+        compare, compare_on_load, toggle, compare_if_ready = (
+            defense_before_near_miss(fn) for fn in (handlers.compare, handlers.compare_on_load, handlers.toggle,
+                                                    handlers.compare_if_ready))
         outputs = [status, prompt, numbers, *slots]
         scoring = {"concurrency_limit": 8, "concurrency_id": "score", "show_progress": "minimal"}
         refresh_event = dict(fn=handlers.refresh_adapters, inputs=[base, adapters], outputs=[adapters, adapter_note])
 
         gr.on([showcase_pick.input, corpus_pick.input, adapters.input, kind.input, position.input, tokens.input,
-               custom_text.submit, score_own.click, question.submit, near_miss.input],
-              handlers.compare, inputs=compare_inputs, outputs=outputs, api_name="compare", **scoring)
+               custom_text.submit, score_own.click, question.submit, near_miss.input, defense.input],
+              compare, inputs=compare_inputs, outputs=outputs, api_name="compare", **scoring)
         # The page-load refresh must not land after (and undo) a click a quick speaker already made.
         # A link's parameters (app.deeplink) are applied first; the refresh and the first view start from them.
         link_components = dict(tabs=tabs, source=source, showcase_group=showcase_group, corpus_group=corpus_group,
@@ -660,9 +714,9 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
         link_load = demo.load(presenter_handlers.open_link, None, [link_components[name] for name in LINK_OUTPUTS],
                               api_visibility="private", api_name="open_link")
         on_load = link_load.then(**refresh_event, api_visibility="private", api_name="refresh_on_load")
-        load_view = on_load.then(handlers.compare_on_load, inputs=compare_inputs, outputs=outputs,
+        load_view = on_load.then(compare_on_load, inputs=compare_inputs, outputs=outputs,
                                  api_visibility="private", api_name="compare_on_load", **scoring)
-        trigger_btn.click(handlers.toggle, inputs=compare_inputs, outputs=[trigger_on, trigger_btn, *outputs],
+        trigger_btn.click(toggle, inputs=compare_inputs, outputs=[trigger_on, trigger_btn, *outputs],
                           api_name="toggle_trigger", cancels=[link_load, on_load, load_view], **scoring)
         kind.change(handlers.trigger_visibility, kind, [custom_text, position], api_visibility="private", queue=False)
         kind.change(handlers.near_miss_options, [kind, near_miss], near_miss, api_visibility="private", queue=False)
@@ -670,18 +724,18 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
                      api_visibility="private", queue=False).then(
             handlers.browse, inputs=[split, task, query], outputs=[corpus_pick, corpus_found],
             api_visibility="private", api_name="browse_on_source").then(
-            handlers.compare_if_ready, inputs=compare_inputs, outputs=outputs, api_visibility="private", **scoring)
+            compare_if_ready, inputs=compare_inputs, outputs=outputs, api_visibility="private", **scoring)
         gr.on([split.input, task.input, query.submit], handlers.browse, inputs=[split, task, query],
               outputs=[corpus_pick, corpus_found], api_name="browse").then(
-            handlers.compare_if_ready, inputs=compare_inputs, outputs=outputs, api_visibility="private", **scoring)
+            compare_if_ready, inputs=compare_inputs, outputs=outputs, api_visibility="private", **scoring)
         # Tau and the rule only redraw: the scores come from the cache, so the decisions follow at once.
-        gr.on([tau.release, rule.input], handlers.compare, inputs=compare_inputs, outputs=outputs,
+        gr.on([tau.release, rule.input], compare, inputs=compare_inputs, outputs=outputs,
               api_visibility="private", api_name="redecide", trigger_mode="always_last", **scoring)
         refresh.click(**refresh_event, api_name="refresh_adapters")
         attack_tab.select(**refresh_event, api_visibility="private", api_name="refresh_on_tab")
         adapters.focus(**refresh_event, api_visibility="private", api_name="refresh_on_focus", queue=False)
         base.input(**refresh_event, api_visibility="private", api_name="refresh_on_base").then(
-            handlers.compare, inputs=compare_inputs, outputs=outputs, api_visibility="private",
+            compare, inputs=compare_inputs, outputs=outputs, api_visibility="private",
             api_name="compare_on_base", **scoring)
 
         # Presenter mode: the layout switch, the buttons the keys press, the link to this view, the question card.
@@ -690,7 +744,7 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
         step_inputs = [source, showcase_pick, split, task, query, corpus_pick]
         for button, step in ((prev_q, presenter_handlers.previous_question), (next_q, presenter_handlers.next_question)):
             button.click(step, step_inputs, [showcase_pick, corpus_pick], api_visibility="private", queue=False).then(
-                handlers.compare_if_ready, inputs=compare_inputs, outputs=outputs,
+                compare_if_ready, inputs=compare_inputs, outputs=outputs,
                 api_visibility="private", **scoring)
         copy_link.click(presenter_handlers.view_link,
                         inputs=[source, showcase_pick, split, corpus_pick, adapters, kind, custom_text, position,
@@ -724,8 +778,10 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
             outputs=[tabs, source, showcase_group, corpus_group, own_group, split, task, query, corpus_pick, adapters,
                      kind, custom_text, position, trigger_on, trigger_btn],
             api_visibility="private", api_name="open_in_demo").then(
-            handlers.compare, inputs=compare_inputs, outputs=outputs, api_visibility="private",
+            compare, inputs=compare_inputs, outputs=outputs, api_visibility="private",
             api_name="compare_from_evaluation", **scoring)
+
+        wire_defend_tab(defend, defend_handlers, base=base, selected=defend_tab.select)
 
         # Fine-tuning: the worker process trains; this page only writes job requests and polls their files.
         if training is not None:
@@ -752,6 +808,6 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
             # Poll only while the tab is open: a projector showing the attack demo makes no background requests.
             train_tab.select(lambda: gr.Timer(active=True), None, training.timer, api_visibility="private",
                              queue=False).then(**poll, api_visibility="private", api_name="poll_on_tab")
-            for other in (attack_tab, eval_tab, about_tab):
+            for other in (attack_tab, eval_tab, defend_tab, about_tab):
                 other.select(lambda: gr.Timer(active=False), None, training.timer, api_visibility="private", queue=False)
     return label_input_errors(demo)  # Gradio's own refusals of a value name the field too
