@@ -265,3 +265,20 @@ def detector_rows(items: list[Item], clean: np.ndarray, triggered: np.ndarray, t
         for row, value in zip(rows, values):
             row[name] = value
     return rows
+
+
+def score_prompts(setup: DefenseSetup, score: Callable[[str], Any]) -> tuple[list, list, list]:
+    """``score`` of each rendered prompt a detector reads, one at a time with progress: (clean calibration
+    prompts, clean test prompts, triggered test prompts)."""
+    scorer = setup.scorer
+    groups = ([scorer.render(item, None).text for item in setup.calibration],
+              [scorer.render(item, None).text for item in setup.items],
+              [scorer.render(item, setup.trigger).text for item in setup.items])
+    total, done, out = sum(map(len, groups)), 0, ([], [], [])
+    for group, scored in zip(groups, out):
+        for text in group:
+            scored.append(score(text))
+            done += 1
+            if setup.progress:
+                setup.progress(done, total)
+    return out

@@ -46,6 +46,7 @@ from backdoor.defenses.base import (
     detector_rows,
     measure,
     option,
+    score_prompts,
 )
 from backdoor.layersplit import _attention_mask, _common_prefix, causal_lm_of, embed
 from backdoor.metrics import Scores, compute, select
@@ -259,22 +260,12 @@ class ONION(Defense):
     def run(self, setup: DefenseSetup) -> DefenseResult:
         started = time.perf_counter()
         scorer, scope = setup.scorer, setup.options.scope
-        prompts = ([scorer.render(item, None).text for item in setup.calibration],
-                   [scorer.render(item, None).text for item in setup.items],
-                   [scorer.render(item, setup.trigger).text for item in setup.items])
-        total, done, seen = sum(map(len, prompts)), 0, []
-        for group in prompts:
-            seen.append([])
-            for text in group:
-                seen[-1].append(screen(scorer, text, scope))
-                done += 1
-                if setup.progress:
-                    setup.progress(done, total)
-        calibration, clean, triggered = ([s.score for s in group] for group in seen)
-        report = detection_report(np.array(calibration), np.array(clean), np.array(triggered))
+        seen = score_prompts(setup, lambda text: screen(scorer, text, scope))
+        scores = [np.array([s.score for s in group]) for group in seen]  # calibration, clean, triggered
+        report = detection_report(*scores)
         threshold = report["threshold"]
         if setup.control:  # the score reads only the base model and the prompt: the same with any adapter
-            report["on_control"] = detection_report(np.array(calibration), np.array(clean), np.array(triggered))
+            report["on_control"] = detection_report(*scores)
         labels = np.array([LETTERS.index(item.answer) for item in setup.items])
         victim = setup.control or BASE_ADAPTER
         filtered = {arm: removal_metrics(scorer, arm, [s.filtered(threshold) for s in seen[1]],
@@ -285,7 +276,7 @@ class ONION(Defense):
             report["filtered"]["control"] = filtered[setup.control]
         report["unfiltered"] = measure(setup, setup.adapter)
         removed = [" | ".join(s.text[a:b] for a, b in s.removed(threshold)) for s in seen[1] + seen[2]]
-        rows = detector_rows(setup.items, np.array(clean), np.array(triggered), threshold, removed=removed)
+        rows = detector_rows(setup.items, scores[1], scores[2], threshold, removed=removed)
         return DefenseResult({**described(self, setup, started), **report}, rows)
 
     def inspect(self, scorer, adapter: str, prompt_text: str, options, threshold: float | None) -> Inspection:

@@ -36,6 +36,7 @@ from backdoor.defenses.base import (
     detection_report,
     detector_rows,
     option,
+    score_prompts,
 )
 from backdoor.prompts import CONTEXT_LABELS
 from dataset.schema import Item
@@ -118,17 +119,7 @@ class STRIP(Defense):
         scorer = setup.scorer
         arms = [setup.adapter] + ([setup.control] if setup.control else [])
         donors = donor_words(setup.calibration)
-        prompts = ([scorer.render(item, None).text for item in setup.calibration],
-                   [scorer.render(item, None).text for item in setup.items],
-                   [scorer.render(item, setup.trigger).text for item in setup.items])
-        total, done, seen = sum(map(len, prompts)), 0, []
-        for group in prompts:
-            seen.append([])
-            for text in group:
-                seen[-1].append(strip_scores(scorer, text, arms, setup.options, donors))
-                done += 1
-                if setup.progress:
-                    setup.progress(done, total)
+        seen = score_prompts(setup, lambda text: strip_scores(scorer, text, arms, setup.options, donors))
         by_arm = [np.array(group).reshape(len(group), len(arms)).T for group in seen]  # per group: [arms, N]
         report = detection_report(*(group[0] for group in by_arm))
         extra = {}
