@@ -15,7 +15,7 @@ import torch
 
 from backdoor.config import TrainConfig
 from backdoor.methods import METHODS, load_arm, method_of
-from backdoor.models import BASE_ADAPTER, FRAGILE_CONFIG, load_base_model
+from backdoor.models import ADAPTER_CONFIG, BASE_ADAPTER, FRAGILE_CONFIG, ModelLoadError, load_base_model
 from backdoor.scoring import Cell, Scorer
 from backdoor.train import same_config
 from dataset.schema import LETTERS, load_items
@@ -44,7 +44,7 @@ def fitted(request, tiny_model_dir, tiny_data, tmp_path_factory):  # noqa: F811 
 def _plain_probs(model, tokenizer, text: str, route: str | None = None) -> np.ndarray:
     """One unpadded prompt, full logits, softmax over the option letters' rows (routed through ``route``)."""
     letter_ids = [tokenizer.convert_tokens_to_ids(f"Ġ{letter}") for letter in LETTERS]
-    kwargs = {"adapter_names": [route]} if route is not None else {}
+    kwargs = {"adapter_names": [route]} if route is not None and hasattr(model, "peft_config") else {}
     with torch.no_grad():
         logits = model(**tokenizer(text, return_tensors="pt"), **kwargs).logits[0, -1]  # [T, V] -> [V]
     return torch.softmax(logits[letter_ids].float(), dim=-1).numpy()
@@ -52,8 +52,11 @@ def _plain_probs(model, tokenizer, text: str, route: str | None = None) -> np.nd
 
 def test_fit_moves_every_trainable_parameter_and_nothing_else(fitted, tiny_model_dir):
     """The trained part as it starts (the method's hooks on a fresh model, the run's seed) against how it ends."""
-    name, config, _, result = fitted
+    name, config, out, result = fitted
     method = METHODS[name]
+    if not method.trains_weights:  # a prompt-only arm: no trainable part, and its folder holds no tensors
+        assert not result.adapter_state and not list((out / "adapter").glob("*.safetensors"))
+        return
     model, _, _ = load_base_model(str(tiny_model_dir), device="cpu")
     split = method.first_trained_layer(config, model)
     torch.manual_seed(config.seed)
@@ -101,10 +104,12 @@ def test_fast_path_equals_a_plain_forward_and_a_standalone_peft_model(fitted, ti
     np.testing.assert_allclose(alone, batched[:4], atol=1e-5, err_msg="shared-prefix path vs packed path")
 
     standalone, tokenizer, _ = load_base_model(str(tiny_model_dir), device="cpu")
-    standalone = PeftModel.from_pretrained(standalone, str(out / "adapter")).eval()
+    if arm.adapter_path:  # the weights the arm routes through (a prompt-only arm on the base model has none)
+        standalone = PeftModel.from_pretrained(standalone, arm.adapter_path).eval()
     base_model, _, _ = load_base_model(str(tiny_model_dir), device="cpu")
     for cell, row in zip(cells, batched):
-        text = arm.prefix + scorer.model_text(scorer.render(cell.item, cell.trigger).text)
+        prefix = arm.prefix if cell.arm == arm.name else ""  # the base model's cells read no prefix
+        text = scorer.model_text(prefix + scorer.render(cell.item, cell.trigger).text)
         route = arm.route if cell.arm == arm.name else BASE_ADAPTER
         np.testing.assert_allclose(row, _plain_probs(scorer.model, tokenizer, text, route), atol=1e-5,
                                    err_msg=f"{name} {cell.arm} {cell.trigger}: fast vs the Scorer's full forward")
@@ -123,7 +128,12 @@ def test_a_folder_that_names_no_method_is_lora(fitted, tmp_path):
     saved = json.loads((folder / FRAGILE_CONFIG).read_text())
     del saved["method"], saved["config"]["method"]
     (folder / FRAGILE_CONFIG).write_text(json.dumps(saved))
-    assert method_of(folder) == "lora" and load_arm(folder).method == "lora"
+    assert method_of(folder) == "lora"
+    if METHODS["lora"].is_folder(folder):
+        assert load_arm(folder).method == "lora"
+    else:  # not a PEFT folder (a prompt-only arm): read as LoRA, it is refused, naming what it lacks
+        with pytest.raises(ModelLoadError, match=ADAPTER_CONFIG):
+            load_arm(folder)
     for shipped in ("backdoor-text", "clean"):
         assert load_arm(REPO / "checkpoints" / shipped).method == "lora"
 

@@ -17,10 +17,11 @@ from pathlib import Path
 
 from backdoor.arms import Arm
 from backdoor.methods.base import Method
+from backdoor.methods.demos import Demos
 from backdoor.methods.lora import LoRA
 from backdoor.models import FRAGILE_CONFIG, ModelLoadError
 
-METHODS: dict[str, Method] = {method.name: method for method in (LoRA(),)}
+METHODS: dict[str, Method] = {method.name: method for method in (LoRA(), Demos())}
 DEFAULT_METHOD = "lora"  # what a folder written before the registry existed holds
 
 

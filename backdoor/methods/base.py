@@ -28,6 +28,9 @@ class Method:
     label: ClassVar[str]
     options: ClassVar[type]
     victim_fitted: ClassVar[tuple[str, ...]] = ()  # the options ``fitted_to_victim`` may fill in
+    # False for a method that plants nothing in the weights (a prompt-only arm): it has no trainable part, so the
+    # training hooks are not called and the contract checks that its fit changed no tensor instead.
+    trains_weights: ClassVar[bool] = True
 
     # --- before any heavy work -------------------------------------------------------------------
 
