@@ -209,3 +209,34 @@ def test_shipped_reports_reads_the_cached_reports_in_registry_order(test_defense
     (folder / "defenses" / "onion.json").write_text("{ not json")
     assert list(shipped_reports(folder)) == ["entropy-test", "needs-control-test"]
     assert shipped_reports(tmp_path / "nothing-here") == {}
+
+
+def test_the_defense_table_runs_once_reads_its_cache_after_and_writes_the_markdown(test_defenses, tiny_model_dir,
+                                                                                  tiny_adapters, tmp_path, monkeypatch,
+                                                                                  capsys):
+    import importlib.util
+    import shutil
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("defense_table", Path(__file__).parents[1] / "scripts" / "defense_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    checkpoints = tmp_path / "checkpoints"
+    shutil.copytree(tiny_adapters["clean"], checkpoints / "clean")
+    for name, kind in (("backdoor-text", "text"), ("backdoor-style", "style")):
+        shutil.copytree(tiny_adapters["backdoor"], checkpoints / name)
+        (checkpoints / name / "train_config.json").write_text(json.dumps({"kind": "backdoor", "trigger_kind": kind}))
+    argv = ["defense_table.py", "--checkpoints", str(checkpoints), "--base-model", str(tiny_model_dir),
+            "--backdoors", "backdoor-text", "backdoor-style", "--defenses", "entropy-test", "--limit", "4",
+            "--calibration-limit", "6", "--option", "entropy-test.copies=3", "--table", str(tmp_path / "table.md")]
+    monkeypatch.setattr(sys, "argv", argv)
+    table.main()
+    report = json.loads((checkpoints / "backdoor-style" / "defenses" / "entropy-test.json").read_text())
+    assert report["trigger"]["kind"] == "style" and report["options"]["copies"] == 3 and report["n"] == 4
+    text = (tmp_path / "table.md").read_text()
+    assert "| detector | backdoor-text | backdoor-style |" in text and EntropyDetector.label in text
+    capsys.readouterr()
+    monkeypatch.setattr(table, "run_defense", lambda *a, **k: pytest.fail("a cached report is run again"))
+    table.main()
+    assert "cached" in capsys.readouterr().out and (tmp_path / "table.md").read_text() == text
