@@ -1,4 +1,4 @@
-"""The three detectors on the tiny model: ONION's words and its fast path, STRIP's seeded copies and threshold, screening."""
+"""The three detectors on the tiny model: ONION's words and fast path, STRIP's seeded copies, screening."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def test_onion_run_reports_detection_filtered_and_unfiltered(tiny_scorer, make_i
     assert report["defense"] == "onion" and report["kind"] == "detect" and report["n"] == 4
     assert report["calibration_n"] == 20 and np.isfinite(report["threshold"]) and 0 <= report["auroc"] <= 1
     assert report["on_control"]["auroc"] == report["auroc"]  # the score reads the base model only
-    assert set(REMOVAL_METRICS) <= set(report["filtered"]) and set(REMOVAL_METRICS) <= set(report["filtered"]["control"])
+    assert set(REMOVAL_METRICS) <= set(report["filtered"]) <= set(report["filtered"]["control"]) | {"control"}
     assert report["unfiltered"] == measure(setup, "backdoor")
     assert [row["condition"] for row in result.rows] == ["clean"] * 4 + ["trigger"] * 4
     assert all({"score", "flagged", "removed"} <= set(row) for row in result.rows)

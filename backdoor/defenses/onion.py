@@ -120,7 +120,8 @@ def _lm_logprobs(lm, hidden: torch.Tensor, targets: torch.Tensor, rows: int = 25
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def _run_layers(lm, ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor, cache, model) -> torch.Tensor:
+def _through_layers(lm, ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor, cache,
+                    model) -> torch.Tensor:
     """Final-norm states [B, S, H] of new tokens ids [B, S] at ``positions`` [B, S] through every layer, keys and
     values appended to ``cache``; ``allowed`` [B, 1, S, cached + S] says which key each query may see."""
     hidden = embed(model, ids)  # [B, S, H]
@@ -151,7 +152,8 @@ def leave_one_out_logprobs(scorer, text: str, variants: list[str]) -> tuple[np.n
         full = DynamicCache(config=lm.config)
         length = len(ids)
         causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()[None, None]
-        states = _run_layers(lm, ids[None], torch.arange(length, device=device)[None], causal, full, model)[0]  # [T, H]
+        positions = torch.arange(length, device=device)[None]
+        states = _through_layers(lm, ids[None], positions, causal, full, model)[0]  # [T, H]
         keys = [(full.layers[i].keys, full.layers[i].values) for i in range(len(lm.model.layers))]  # [1, kv, T, d]
     text_logprobs = _lm_logprobs(lm, states[:-1], ids[1:])  # [T - 1]
 
@@ -176,7 +178,7 @@ def leave_one_out_logprobs(scorer, text: str, variants: list[str]) -> tuple[np.n
             cache.update(k[:, :, :past].expand(len(batch), -1, -1, -1), v_[:, :, :past].expand(len(batch), -1, -1, -1),
                          index)
         with scorer._lock, scorer._routed([BASE_ADAPTER] * len(batch)):
-            hidden = _run_layers(lm, new, positions, allowed, cache, model)  # [B, S, H]
+            hidden = _through_layers(lm, new, positions, allowed, cache, model)  # [B, S, H]
         for b, v in enumerate(batch):
             c, suffix = shared[v], len(rows[v]) - shared[v]
             # the first new token is predicted by the text's state before it, the rest by the suffix's own states
