@@ -209,9 +209,11 @@ def cmd_defend(args) -> int:
                              calibration_limit=args.calibration_limit, base_model=args.base_model,
                              options=options_from_arguments(args, args.defense, args.option_flags), seed=args.seed)
     checked = check_request(request)
-    bar = tqdm(desc=args.defense, unit="step")
+    bar = None  # made at the defense's first report, after the model has loaded
 
     def progress(done, total):
+        nonlocal bar
+        bar = bar or tqdm(desc=args.defense, unit="step")
         bar.total = total
         bar.n = done
         bar.refresh()
@@ -222,7 +224,8 @@ def cmd_defend(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     print(json.dumps(_defense_summary(result.report), indent=2))
     print(f"report: {args.out}")
     return 0
