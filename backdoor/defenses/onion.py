@@ -27,7 +27,10 @@ That is exact: :func:`suspicions_per_word` (one full forward per word) gives the
 from __future__ import annotations
 
 import re
+import threading
 import time
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -234,9 +237,28 @@ class Screened:
         return without(self.text, self.removed(threshold))
 
 
+# Screened prompts per scorer, by (prompt, scope): the suspicions read only the base model, so the clean prompts
+# ONION screens for one suspect adapter serve every other one on the same scorer (a table of several backdoors).
+_SCREENED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SCREENED_LOCK = threading.Lock()
+SCREENED_KEPT = 4096
+
+
 def screen(scorer, prompt_text: str, scope: str = "prompt") -> Screened:
-    words = candidate_words(prompt_text, scope)
-    return Screened(prompt_text, words, suspicions(scorer, prompt_text, words))
+    """How ONION sees one rendered prompt (kept per scorer: the same prompt is not screened twice)."""
+    key = (prompt_text, scope)
+    with _SCREENED_LOCK:
+        kept = _SCREENED.setdefault(scorer, OrderedDict())
+        seen = kept.get(key)
+    if seen is None:
+        words = candidate_words(prompt_text, scope)
+        seen = Screened(prompt_text, words, suspicions(scorer, prompt_text, words))
+    with _SCREENED_LOCK:
+        kept[key] = seen
+        kept.move_to_end(key)
+        while len(kept) > SCREENED_KEPT:
+            kept.popitem(last=False)
+    return seen
 
 
 def removal_metrics(scorer, arm: str, clean: list[str], triggered: list[str], labels: np.ndarray,
