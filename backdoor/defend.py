@@ -323,8 +323,8 @@ def add_option_arguments(parser, reserved: set[str]) -> list[OptionFlag]:
         if len(entry.owners) > 1:
             text += f" [an option of {', '.join(entry.owners)}]"
         extra = {"choices": list(entry.metadata["choices"])} if entry.metadata.get("choices") else {}
-        if entry.kind is bool:
-            extra["metavar"] = "BOOL"
+        if not extra:
+            extra["metavar"] = "BOOL" if entry.kind is bool else entry.field_name.upper()
         groups[owner].add_argument(entry.flag, dest=entry.dest, type=item_type, nargs=nargs, default=argparse.SUPPRESS,
                                    help=text.replace("%", "%%"), **extra)
     return flags

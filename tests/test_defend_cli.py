@@ -240,3 +240,14 @@ def test_the_defense_table_runs_once_reads_its_cache_after_and_writes_the_markdo
     monkeypatch.setattr(table, "run_defense", lambda *a, **k: pytest.fail("a cached report is run again"))
     table.main()
     assert "cached" in capsys.readouterr().out and (tmp_path / "table.md").read_text() == text
+
+
+@pytest.mark.parametrize("flags, named", [
+    ({"defense": "retune", "steps": "0"}, "steps: 0 is below its minimum"),
+    ({"defense": "prune", "fractions": ["0.5", "1.0"]}, "fractions: 1.0 is outside [0, 1)"),
+    ({"defense": "screening", "control": ""}, "control: the screening defense needs"),
+])
+def test_the_registry_s_own_refusals_come_before_a_model_loads(no_model, tiny_model_dir, tiny_adapters, tmp_path,
+                                                                capsys, flags, named):
+    assert main(_args(tiny_model_dir, tiny_adapters, tmp_path, **flags)) == 2
+    assert named in capsys.readouterr().err
