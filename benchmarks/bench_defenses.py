@@ -78,13 +78,13 @@ def main() -> None:
           f"with the {TRIGGER.label} trigger; STRIP under {SUSPECT.name}")
     scorer.token_logprobs([prompt])  # warm-up: first-call allocations, thread pools
 
-    onion = [bench_onion(scorer, prompt, scope, args.reps) for scope in SCOPES]
     header = f"{'ONION scope':<12} {'words':>6} {'tokens':>7} {'per-word loop (s)':>18} {'batched (s)':>12} " \
              f"{'speed-up':>9} {'max |diff|':>11}"
-    print("\n" + header + "\n" + "-" * len(header))
-    for r in onion:
+    print("\n" + header + "\n" + "-" * len(header), flush=True)
+    for scope in SCOPES[::-1]:  # the shorter one first
+        r = bench_onion(scorer, prompt, scope, args.reps)
         print(f"{r['scope']:<12} {r['words']:>6} {r['tokens']:>7} {r['loop']:>18.2f} {r['batched']:>12.2f} "
-              f"{r['loop'] / r['batched']:>8.2f}x {r['max_difference']:>11.2e}")
+              f"{r['loop'] / r['batched']:>8.2f}x {r['max_difference']:>11.2e}", flush=True)
     print("target: batched at least 5x faster than the per-word loop")
 
     fresh = items[args.item + 1 : args.item + 1 + args.strip_questions]  # never scored before: no cache hits
