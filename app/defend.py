@@ -34,7 +34,8 @@ def defense_choices() -> list[tuple[str, str]]:
 
 def demo_defense_choices() -> list[tuple[str, str]]:
     """The attack demo's Defense choice: none, then every defense that can show one question."""
-    return [("none", NO_DEFENSE)] + [(defense.label, name) for name, defense in DEFENSES.items() if defense.inspects]
+    return [("no defense", NO_DEFENSE)] + [(f"defense: {defense.label}", name) for name, defense in DEFENSES.items()
+                                           if defense.inspects]
 
 
 def defense_named(name: str | None) -> Defense:

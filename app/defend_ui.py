@@ -18,7 +18,7 @@ from app.defend import NO_DEFENSE, ColumnDefense, DefendService, DefenseView, de
 from app.errors import reports_errors
 from app.lab import Lab
 from app.service import DashboardError
-from backdoor import metrics
+from backdoor import defenses, metrics
 from backdoor.defenses import DETECT
 from backdoor.defenses.base import FALSE_POSITIVE_RATE, REMOVAL_METRICS
 
@@ -29,6 +29,7 @@ del.fr-removed { text-decoration: line-through 2px; background: #CC79A7; color: 
 .fr-defense { margin-top: 6px; font-size: 1rem; color: var(--body-text-color); }
 .fr-defense .fr-flagged { color: #D55E00; font-weight: 800; }
 .fr-defense .fr-passed { color: #009E73; font-weight: 800; }
+body.fr-presenter #fr-defense { display: none !important; }
 """
 _LABELS = {metric.name: metric.label for metric in metrics.METRICS}
 _FORMATS = {metric.name: metric.format for metric in metrics.METRICS}
@@ -110,7 +111,8 @@ def report_figure(report: dict | None, adapter: str = "suspect") -> Any:
     fraction pruned), the control's dashed. No report gives a titled empty figure."""
     if not report:
         return plots.empty_figure("No report for this pair", "run the defense, or pick another pair")
-    label = report.get("label", report.get("defense", "defense"))
+    known = defenses.DEFENSES.get(str(report.get("defense")))
+    label = known.label if known is not None else report.get("label", "defense")
     if report.get("kind") == DETECT:
         curves, marks = {}, {}
         for name, block in ((adapter, report), ("clean control", report.get("on_control") or {})):
@@ -368,7 +370,8 @@ def build_defend_tab(handlers: DefendHandlers, *, base: str, trigger_choices) ->
     status = gr.Markdown("", elem_id="fr-defend-status")
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
-            table = gr.Dataframe(None, headers=TABLE_HEADERS, interactive=False, wrap=True, elem_id="fr-defend-table")
+            table = gr.Dataframe(None, headers=TABLE_HEADERS, interactive=False, wrap=True, elem_id="fr-defend-table",
+                                 column_widths=["56%", "22%", "22%"])
         with gr.Column(scale=1, min_width=320):
             figure = gr.Plot(None, show_label=False, elem_classes="fr-plot", elem_id="fr-defend-plot")
     job = gr.State(None) if runs else None

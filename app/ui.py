@@ -644,9 +644,6 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
                             near_miss = gr.Dropdown(handlers.near_miss_choices(default_trigger.kind), value=NO_NEAR_MISS,
                                                     label="Near miss", elem_id="fr-near-miss", scale=2,
                                                     min_width=100)
-                            # In this row, hidden with it in the presenter layout: no height added to the first screen.
-                            defense = gr.Dropdown(demo_defense_choices(), value=NO_DEFENSE, label="Defense",
-                                                  elem_id="fr-defense", scale=2, min_width=100)
                         with gr.Row(equal_height=True, elem_id="fr-view-tools"):
                             presenter = gr.Checkbox(False, label="Presenter layout", elem_id="fr-presenter", scale=2,
                                                     min_width=150)
@@ -657,7 +654,13 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
                                               elem_id="fr-link-box")
                         link_note = gr.Markdown("", elem_id="fr-link-note")
                     with gr.Column(scale=4, min_width=320, elem_id="fr-prompt-col"):
-                        status = gr.Markdown(start(0), elem_id="fr-status")
+                        # Beside the status line, unlabelled (its choices say "defense: ..."): the prompt column is
+                        # shorter than the trigger column, so the first screen keeps its bars. Hidden when presenting.
+                        with gr.Row(elem_id="fr-status-row"):
+                            with gr.Column(scale=3, min_width=160):
+                                status = gr.Markdown(start(0), elem_id="fr-status")
+                            defense = gr.Dropdown(demo_defense_choices(), value=NO_DEFENSE, label="Defense",
+                                                  show_label=False, elem_id="fr-defense", scale=2, min_width=150)
                         prompt = gr.HTML(start(1), elem_id="fr-prompt")
                 slots = []
                 with gr.Row(elem_id="fr-columns"):
