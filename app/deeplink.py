@@ -25,10 +25,11 @@ PARAMETERS: dict[str, str] = {
     "near": "a near miss in the trigger's place: a near-miss generator of the trigger's kind",
     "on": "trigger on: 1 or 0",
     "presenter": "presenter layout: 1 or 0",
-    "tab": "the tab to open: attack, evaluate, train or about",
+    "tab": "the tab to open: attack, evaluate, defend, train or about",
+    "defense": "a defense shown on the question: one that inspects prompts (the Defense choice), or none",
 }
 SPLITS = ("showcase", "test", "calibration", "train")
-TABS = ("attack", "evaluate", "train", "about")
+TABS = ("attack", "evaluate", "defend", "train", "about")
 LINK_BASE = "base"  # how a link names the base model (no adapter)
 TRUE = ("1", "true", "yes", "on", "")  # "?presenter" alone means on
 FALSE = ("0", "false", "no", "off")
@@ -51,6 +52,7 @@ class View:
     trigger_on: bool | None = None
     presenter: bool | None = None
     tab: str | None = None
+    defense: str | None = None
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -85,11 +87,12 @@ def _choice(name: str, value: str, allowed: Sequence[str], notes: list[str]) -> 
 
 
 def parse_view(query: str | Mapping[str, str] | None, *, kinds: Sequence[str], positions: Sequence[str],
-               max_text: int = 200, max_columns: int = 6, near_misses: Sequence[str] = ()) -> View:
+               max_text: int = 200, max_columns: int = 6, near_misses: Sequence[str] = (),
+               defenses: Sequence[str] = ()) -> View:
     """The view a link's query string asks for (``?a=1&b=2``, with or without the ``?``, or a mapping).
 
-    ``kinds``, ``positions`` and ``near_misses`` are the trigger kinds, positions and near-miss generators
-    on offer (whether a generator fits the trigger's kind is the page's to check); ``max_text`` caps the
+    ``kinds``, ``positions``, ``near_misses`` and ``defenses`` are the trigger kinds, positions, near-miss
+    generators and the Defense choice's values on offer (whether a generator fits the trigger's kind is the page's to check); ``max_text`` caps the
     trigger text and ``max_columns`` the number of columns. Unknown, repeated or malformed parameters
     are left out and described in ``View.notes``, one sentence each.
     """
@@ -144,6 +147,8 @@ def parse_view(query: str | Mapping[str, str] | None, *, kinds: Sequence[str], p
             view["trigger_on" if name == "on" else name] = _flag(name, values[name], notes)
     if "tab" in values:
         view["tab"] = _choice("tab", values["tab"], TABS, notes)
+    if "defense" in values:
+        view["defense"] = _choice("defense", values["defense"], defenses, notes)
     return View(**view, notes=tuple(notes))
 
 
@@ -183,4 +188,6 @@ def view_query(view: View, base_adapter: str) -> str:
         pairs.append(("presenter", "1"))
     if view.tab and view.tab != "attack":
         pairs.append(("tab", view.tab))
+    if view.defense:
+        pairs.append(("defense", view.defense))
     return "?" + urlencode(pairs, safe=",", quote_via=quote) if pairs else ""

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import gradio as gr
 
+from app.defend import demo_defense_choices
 from app.deeplink import SPLITS, View, parse_view, resolve_columns, view_query
 from app.errors import reports_errors
 from app.service import DashboardError
@@ -248,7 +249,7 @@ def link_note_text(notes: list[str]) -> str:
 
 LINK_OUTPUTS = ("tabs", "source", "showcase_group", "corpus_group", "own_group", "showcase_pick", "split", "task",
                 "query", "corpus_pick", "adapters", "kind", "custom_text", "position", "trigger_on", "trigger_btn",
-                "presenter", "near_miss", "link_note")
+                "presenter", "near_miss", "link_note", "defense")
 
 
 @dataclass
@@ -275,7 +276,8 @@ class PresenterHandlers:
         try:
             view = parse_view(query, kinds=tuple(TRIGGERS), positions=POSITIONS,
                               max_text=self.service.limits.trigger_chars, max_columns=self.service.limits.max_columns,
-                              near_misses=tuple(GENERATORS))
+                              near_misses=tuple(GENERATORS),
+                              defenses=tuple(value for _, value in demo_defense_choices()))
             notes = list(view.notes)
             if not view.empty:
                 self._apply(view, out, notes)
@@ -307,6 +309,8 @@ class PresenterHandlers:
             out["presenter"] = view.presenter
         if view.tab:
             out["tabs"] = gr.Tabs(selected=view.tab)
+        if view.defense:
+            out["defense"] = view.defense
 
     def _apply_question(self, question: str, split: str | None, out: dict, notes: list[str]) -> None:
         item, found_in = None, None
@@ -381,7 +385,7 @@ class PresenterHandlers:
 
     @reports_errors("write the link to this view", lambda self, message: gr.skip())
     def view_link(self, source, showcase_id, split, corpus_id, adapters, kind, custom_text, position, trigger_on,
-                  presenter, near_miss=None) -> Any:
+                  presenter, near_miss=None, defense=None) -> Any:
         """The query string of the current view (the page's script makes it a full link and copies it)."""
         showcase, corpus, _ = self.sources
         question, where = None, None
@@ -395,7 +399,8 @@ class PresenterHandlers:
         view = View(question=question or None, split=where, columns=tuple(adapters or ()) or None, kind=kind or None,
                     text=(custom_text or "").strip() or None, position=position or None,
                     near_miss=self.service.applicable_near_miss(kind, near_miss),
-                    trigger_on=bool(trigger_on), presenter=bool(presenter))
+                    trigger_on=bool(trigger_on), presenter=bool(presenter),
+                    defense=defense if defense in {value for _, value in demo_defense_choices()[1:]} else None)
         return gr.update(value=view_query(view, BASE_ADAPTER), visible=True)
 
     # the card ------------------------------------------------------------------------------------

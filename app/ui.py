@@ -713,7 +713,7 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
                                own_group=own_group, showcase_pick=showcase_pick, split=split, task=task, query=query,
                                corpus_pick=corpus_pick, adapters=adapters, kind=kind, custom_text=custom_text,
                                position=position, trigger_on=trigger_on, trigger_btn=trigger_btn, presenter=presenter,
-                               near_miss=near_miss, link_note=link_note)
+                               near_miss=near_miss, link_note=link_note, defense=defense)
         link_load = demo.load(presenter_handlers.open_link, None, [link_components[name] for name in LINK_OUTPUTS],
                               api_visibility="private", api_name="open_link")
         on_load = link_load.then(**refresh_event, api_visibility="private", api_name="refresh_on_load")
@@ -751,7 +751,7 @@ def build_ui(service: DashboardService, lab: Lab | None = None) -> gr.Blocks:
                 api_visibility="private", **scoring)
         copy_link.click(presenter_handlers.view_link,
                         inputs=[source, showcase_pick, split, corpus_pick, adapters, kind, custom_text, position,
-                                trigger_on, presenter, near_miss], outputs=link_box, api_visibility="private", queue=False).then(
+                                trigger_on, presenter, near_miss, defense], outputs=link_box, api_visibility="private", queue=False).then(
             None, inputs=link_box, outputs=link_box, js=COPY_LINK_JS)
         prompt.change(presenter_handlers.card, inputs=[source, showcase_pick, split, corpus_pick, question, context, opt_a,
                                                        opt_b, opt_c, opt_d, kind, custom_text, position, trigger_on,

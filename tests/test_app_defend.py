@@ -250,3 +250,30 @@ def test_the_fixture_reports_are_in_the_format_the_runner_writes():
     for fixture in (DETECTOR_REPORT, REMOVER_REPORT):
         report = json.loads(fixture.read_text())
         assert {"defense", "label", "kind", "source", "options", "n", "seconds", "adapter", "trigger"} <= set(report)
+
+
+# --- the deep link ------------------------------------------------------------------------------------------
+
+
+def test_a_link_carries_the_defense_and_opens_the_defend_tab(app_service, stand_ins):
+    from types import SimpleNamespace
+
+    from app.deeplink import parse_view
+    from app.presenter import LINK_OUTPUTS, PresenterHandlers
+    from app.ui import ADD_TRIGGER, ALL_TASKS, POSITION_LABELS, REMOVE_TRIGGER, SOURCES
+
+    view = parse_view("?defense=test-filter&tab=defend", kinds=("text",), positions=("before_cue",),
+                      defenses=("test-filter",))
+    assert (view.defense, view.tab, view.notes) == ("test-filter", "defend", ())
+    assert "not one of" in parse_view("?defense=magic", kinds=(), positions=(), defenses=("test-filter",)).notes[0]
+    presenter = PresenterHandlers(Handlers(app_service), SOURCES, (ADD_TRIGGER, REMOVE_TRIGGER), POSITION_LABELS,
+                                  ALL_TASKS)
+    item = app_service.showcase()[0]
+    query = presenter.view_link("Showcase", item.id, "test", None, ["backdoor"], "text", "", "before_cue", True, False,
+                                None, "test-filter")["value"]
+    assert "defense=test-filter" in query
+    no_defense = presenter.view_link("Showcase", item.id, "test", None, ["backdoor"], "text", "", "before_cue", True,
+                                     False, None, NO_DEFENSE)["value"]
+    assert "defense" not in no_defense
+    opened = dict(zip(LINK_OUTPUTS, presenter.open_link(SimpleNamespace(url=f"http://127.0.0.1:7860/{query}"))))
+    assert opened["defense"] == "test-filter" and "could not" not in opened["link_note"]
