@@ -148,7 +148,7 @@ def test_an_option_named_like_a_command_flag_gets_the_defense_s_name(test_defens
     monkeypatch.setitem(DEFENSES, "clash", ClashDefense())
     flags = {f.flag: f for f in option_flags({"--data"})}
     assert "--clash-data" in flags and "--data" not in flags
-    assert flags["--copies"].owners == ["entropy-test", "needs-control-test"]
+    assert {"entropy-test", "needs-control-test"} <= set(flags["--copies"].owners), "same name and type: one flag"
 
 
 def test_help_lists_every_defense_and_its_options(test_defenses, capsys):
