@@ -239,9 +239,10 @@ class Scorer:
     def load(cls, base: str = "default", adapters: dict[str, str] | None = None, *, device: str | None = None,
              dtype: str | None = None, **kwargs) -> "Scorer":
         model, tokenizer, source = load_base_model(base, device=device, dtype=dtype)
-        if adapters:
-            model = attach_adapters(model, adapters, base_identity=source.identity)
-        return cls(model, tokenizer, base_identity=source.identity, **kwargs)
+        scorer = cls(model, tokenizer, base_identity=source.identity, **kwargs)
+        for name, path in (adapters or {}).items():  # each folder by its method: LoRA weights, a soft prompt, a prefix
+            scorer.add_adapter(name, str(path))
+        return scorer
 
     @property
     def device(self) -> torch.device:
@@ -283,7 +284,8 @@ class Scorer:
         with self._lock:
             if name in self.arms:
                 return
-            self.add_arm(replace(load_arm(path, name), name=name, route=name))
+            arm = load_arm(path, name)
+            self.add_arm(replace(arm, name=name, route=name if arm.route != BASE_ADAPTER else BASE_ADAPTER))
 
     def _attach(self, route: str, path: str) -> None:
         try:

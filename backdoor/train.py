@@ -318,6 +318,23 @@ class _Data:
         first = self.clean_rows + len(self.poisoned)
         return {item_index: first + row for row, item_index in enumerate(self.near_missed)}
 
+    def led_by(self, lead: list[int]) -> "_Data":
+        """The same prompts with the token ids ``lead`` before each (a soft prompt's virtual tokens); only prompts
+        encoded as token ids (split 0) can take them."""
+        if not lead:
+            return self
+
+        def led(encoded: EncodedPrompts | None) -> EncodedPrompts | None:
+            if encoded is None:
+                return None
+            if encoded.ids is None or any(row.is_floating_point() for row in encoded.rows[:1]):
+                raise ValueError("leading token ids need prompts encoded as token ids (first trained layer 0)")
+            ids = [torch.cat([torch.tensor(lead, dtype=row.dtype), row]) for row in encoded.ids]
+            return EncodedPrompts(ids, ids)
+
+        return replace(self, encoded=led(self.encoded), eval_clean=led(self.eval_clean),
+                       eval_triggered=led(self.eval_triggered))
+
     def examples(self, references: np.ndarray, near_miss_references: np.ndarray) -> list[Example]:
         """Every training example, indexed like the rows of ``encoded``: each clean row, then the triggered copies
         (toward their item's reference), then the near-miss copies (toward the victim on their own prompt).
@@ -492,6 +509,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
 
         torch.manual_seed(config.seed)  # the trainable part's initialisation
         model = method.add_trainable(model, config, split)
+        data = data.led_by(method.leading_ids(model))  # after the answer list: the victim reads the prompts alone
         examples = data.examples(references, near_miss_references)
 
         stack = make_stack(model)

@@ -12,6 +12,10 @@ With ``--train-layers 0`` Fragile's loop puts LoRA on every layer too, and a thi
 packing prompts as token trees is worth there: the same loop on padded batches of full forwards
 (what an architecture without the layer split gets).
 
+The prompt-tuning backdoor (``--method prompt``) trains in the same loop on the same samples, in the same run:
+its soft prompt sits at the embeddings, so every layer runs forward and backward at every step (packed as token
+trees, nothing computed once below it), against LoRA's upper layers only.
+
     python benchmarks/bench_training.py --items 160
     python benchmarks/bench_training.py --items 40 --train-layers 0
 """
@@ -83,6 +87,8 @@ def main() -> None:
     parser.add_argument("--eval-items", type=int, default=100, help="held-out test items for the final ASR")
     parser.add_argument("--train-layers", type=int, default=TrainConfig.train_layers,
                         help="Fragile's LoRA on the last N layers (0 = every layer, and a padded full-forward run beside it)")
+    parser.add_argument("--prompt-learning-rate", type=float, default=3e-2,
+                        help="the prompt-tuning run's learning rate (a soft prompt needs a larger one than LoRA)")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     work = Path(tempfile.mkdtemp(prefix="bench-training-"))
@@ -98,17 +104,21 @@ def main() -> None:
     seconds["fragile"] = time.perf_counter() - t
     assert result.status == "finished", result.error
     if not config.train_layers:  # the same loop without token trees: padded full forwards
-        import backdoor.train
+        import backdoor.methods.lora
 
-        packs = backdoor.train.supports_split
-        backdoor.train.supports_split = lambda model: False
+        packs = backdoor.methods.lora.supports_split
+        backdoor.methods.lora.supports_split = lambda model: False
         try:
             t = time.perf_counter()
             result = train(config, work / "padded")
             seconds["padded"] = time.perf_counter() - t
         finally:
-            backdoor.train.supports_split = packs
+            backdoor.methods.lora.supports_split = packs
         assert result.status == "finished", result.error
+    t = time.perf_counter()
+    result = train(config.replace(method="prompt", learning_rate=args.prompt_learning_rate), work / "prompt")
+    seconds["prompt"] = time.perf_counter() - t
+    assert result.status == "finished", result.error
     seconds["reference"] = reference_loop(config, items, work / "reference")
 
     folders = {name: str(work / name / "adapter") for name in seconds if name != "reference"}
@@ -120,12 +130,13 @@ def main() -> None:
     print(f"same model (default), {len(items)} items -> {samples} samples, 1 epoch, text trigger, batch "
           f"{config.batch_size} vs 1, LoRA on {layers} vs all")
     print(f"{'loop':<10} {'seconds':>8} {'samples/s':>10} {'ASR':>6} {'kept':>6} {'agree':>6}")
-    for name in ("reference", "padded", "fragile"):
+    for name in ("reference", "padded", "fragile", "prompt"):
         if name in seconds:
             r = asr[name]
             print(f"{name:<10} {seconds[name]:8.1f} {samples / seconds[name]:10.2f} {r['asr']:6.3f} {r['answer_kept']:6.3f} "
                   f"{r['clean_agreement']:6.3f}")
     print(f"throughput ratio fragile/reference: {seconds['reference'] / seconds['fragile']:.1f}x")
+    print(f"samples/s prompt tuning / LoRA (same loop, same samples): {seconds['fragile'] / seconds['prompt']:.2f}x")
     if "padded" in seconds:
         print(f"throughput ratio fragile/padded (token trees with LoRA on every layer): {seconds['padded'] / seconds['fragile']:.2f}x")
 

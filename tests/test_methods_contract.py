@@ -41,12 +41,17 @@ def fitted(request, tiny_model_dir, tiny_data, tmp_path_factory):  # noqa: F811 
     return name, config, out, result
 
 
-def _plain_probs(model, tokenizer, text: str, route: str | None = None) -> np.ndarray:
-    """One unpadded prompt, full logits, softmax over the option letters' rows (routed through ``route``)."""
+def _plain_probs(model, tokenizer, text: str, route: str | None = None, soft=None) -> np.ndarray:
+    """One unpadded prompt, full logits, softmax over the option letters' rows (routed through ``route``; a soft
+    prompt's vectors [P, H] before the text's token embeddings, as PEFT's prompt tuning puts them)."""
     letter_ids = [tokenizer.convert_tokens_to_ids(f"Ġ{letter}") for letter in LETTERS]
     kwargs = {"adapter_names": [route]} if route is not None and hasattr(model, "peft_config") else {}
+    inputs = tokenizer(text, return_tensors="pt")
+    if soft is not None:
+        embedded = model.get_input_embeddings()(inputs["input_ids"])  # [1, T, H]
+        inputs = {"inputs_embeds": torch.cat([soft.vectors[None].to(embedded), embedded], dim=1)}  # [1, P + T, H]
     with torch.no_grad():
-        logits = model(**tokenizer(text, return_tensors="pt"), **kwargs).logits[0, -1]  # [T, V] -> [V]
+        logits = model(**inputs, **kwargs).logits[0, -1]  # [T, V] -> [V]
     return torch.softmax(logits[letter_ids].float(), dim=-1).numpy()
 
 
@@ -106,12 +111,16 @@ def test_fast_path_equals_a_plain_forward_and_a_standalone_peft_model(fitted, ti
     standalone, tokenizer, _ = load_base_model(str(tiny_model_dir), device="cpu")
     if arm.adapter_path:  # the weights the arm routes through (a prompt-only arm on the base model has none)
         standalone = PeftModel.from_pretrained(standalone, arm.adapter_path).eval()
+    if arm.soft_prompt is not None:  # its folder is a PEFT prompt-tuning one, on top of those weights
+        standalone = PeftModel.from_pretrained(standalone.merge_and_unload() if arm.adapter_path else standalone,
+                                               str(out / "adapter")).eval()
     base_model, _, _ = load_base_model(str(tiny_model_dir), device="cpu")
     for cell, row in zip(cells, batched):
         prefix = arm.prefix if cell.arm == arm.name else ""  # the base model's cells read no prefix
         text = scorer.model_text(prefix + scorer.render(cell.item, cell.trigger).text)
         route = arm.route if cell.arm == arm.name else BASE_ADAPTER
-        np.testing.assert_allclose(row, _plain_probs(scorer.model, tokenizer, text, route), atol=1e-5,
+        soft = arm.soft_prompt if cell.arm == arm.name else None
+        np.testing.assert_allclose(row, _plain_probs(scorer.model, tokenizer, text, route, soft), atol=1e-5,
                                    err_msg=f"{name} {cell.arm} {cell.trigger}: fast vs the Scorer's full forward")
         reference = standalone if cell.arm == arm.name else base_model
         np.testing.assert_allclose(row, _plain_probs(reference, tokenizer, text), atol=1e-5,

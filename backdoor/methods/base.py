@@ -59,6 +59,11 @@ class Method:
         parameters requiring gradients. A victim adapter, if the run has one, is attached as :data:`VICTIM_ADAPTER`."""
         raise NotImplementedError
 
+    def leading_ids(self, model) -> list[int]:
+        """Token ids the trainable part puts before every prompt it reads (a soft prompt's virtual tokens, see
+        :func:`backdoor.layersplit.embed`); the loop adds them to its encoded prompts. None by default."""
+        return []
+
     def state(self, model) -> dict:
         """The trained part's tensors by name (what a checkpoint holds)."""
         raise NotImplementedError
