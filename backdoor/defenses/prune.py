@@ -31,6 +31,7 @@ import torch
 from backdoor.defenses.base import (REMOVE, ConfigError, Defense, DefenseResult, DefenseSetup, attach_adapter, measure,
                                     option, removal_report, removal_rows, work_folder)
 from backdoor.defenses.retune import RetuneOptions, base_model_name, retune_adapter
+from backdoor.layersplit import causal_lm_of
 
 WEIGHTS = "adapter_model.safetensors"
 KEPT_FILES = ("adapter_config.json", "fragile_config.json", "train_config.json")  # not conformal.json: it would be stale
@@ -61,10 +62,11 @@ def rank_activity(model, adapter: str, prompts: list[list[int]]) -> dict[str, to
                 sums[name] = sums[name] + total if name in sums else total
             hooks.append(lora_a[adapter].register_forward_hook(add))
     model.eval()
+    decoder = getattr(causal_lm_of(model), "model", model)  # the layers only: the vocabulary head is not needed
     tokens = 0
     try:
         for ids in prompts:
-            model(input_ids=torch.tensor([ids], device=next(model.parameters()).device))
+            decoder(input_ids=torch.tensor([ids], device=next(model.parameters()).device))
             tokens += len(ids)
     finally:
         for hook in hooks:
