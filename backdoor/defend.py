@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from backdoor.defenses import DEFENSES, Defense, DefenseResult, DefenseSetup, get_defense, make_options
+from backdoor.defenses import DEFENSES, DETECT, Defense, DefenseResult, DefenseSetup, get_defense, make_options
+from backdoor.defenses.base import FALSE_POSITIVE_RATE, threshold_at_rate
 from backdoor.methods.options import ConfigError
 from backdoor.triggers import TriggerError, TriggerSpec
 from dataset.schema import Item
@@ -197,6 +198,10 @@ def run_defense(request: DefenseRequest, out: str | os.PathLike[str] | None = No
     ``progress(done, total)`` reports the defense's own work; when ``should_stop()`` turns true the run stops at the
     next progress report and DefenseCancelled is raised (nothing is written)."""
     checked = checked or check_request(request)
+    if checked.defense.kind == DETECT and threshold_at_rate(range(len(checked.calibration))) == float("inf"):
+        logger.warning("%d calibration items are too few for a threshold at a %.0f%% false-positive rate: nothing "
+                       "will be flagged; give more (--calibration-limit)", len(checked.calibration),
+                       100 * FALSE_POSITIVE_RATE)
     started = time.perf_counter()
     if scorer is None:
         from backdoor.scoring import Scorer

@@ -161,7 +161,7 @@ def test_help_lists_every_defense_and_its_options(test_defenses, capsys):
 
 
 def test_a_detector_run_on_the_tiny_model_writes_the_report_and_the_rows(test_defenses, tiny_model_dir, tiny_adapters,
-                                                                        tmp_path, capsys):
+                                                                        tmp_path, capsys, caplog):
     assert main(_args(tiny_model_dir, tiny_adapters, tmp_path, share="0.25")) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert DETECTION_KEYS <= set(report)
@@ -176,6 +176,7 @@ def test_a_detector_run_on_the_tiny_model_writes_the_report_and_the_rows(test_de
     assert len(rows) == 12 and {row["condition"] for row in rows} == {"clean", "trigger"}
     assert '"auroc"' in capsys.readouterr().out
     assert not list(tmp_path.glob(".report*")), "no temporary file is left behind"
+    assert "8 calibration items are too few for a threshold" in caplog.text  # 19 are needed at 5%
 
 
 def test_runs_share_one_scorer_and_attach_each_folder_once(test_defenses, tiny_scorer, tiny_adapters, tmp_path):
