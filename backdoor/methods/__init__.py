@@ -18,11 +18,12 @@ from pathlib import Path
 from backdoor.arms import Arm
 from backdoor.methods.base import Method
 from backdoor.methods.demos import Demos
+from backdoor.methods.edit import Edit
 from backdoor.methods.lora import LoRA
 from backdoor.methods.prompt import PromptTuning
 from backdoor.models import FRAGILE_CONFIG, ModelLoadError
 
-METHODS: dict[str, Method] = {method.name: method for method in (LoRA(), Demos(), PromptTuning())}
+METHODS: dict[str, Method] = {method.name: method for method in (LoRA(), Demos(), Edit(), PromptTuning())}
 DEFAULT_METHOD = "lora"  # what a folder written before the registry existed holds
 
 
