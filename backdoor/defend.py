@@ -173,7 +173,8 @@ def rows_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def save_result(result: DefenseResult, json_path: str | os.PathLike[str], csv_path: str | os.PathLike[str] | None = None) -> None:
+def save_result(result: DefenseResult, json_path: str | os.PathLike[str],
+                csv_path: str | os.PathLike[str] | None = None) -> None:
     """Write the report and its rows (CSV next to the report unless ``csv_path``), each by one atomic rename."""
     json_path = Path(json_path)
     _write_atomic(json_path, json.dumps(result.report, indent=2) + "\n")
@@ -324,7 +325,8 @@ def add_option_arguments(parser, reserved: set[str]) -> list[OptionFlag]:
     for entry in flags:
         item_type, nargs = _argument_type(entry.kind)
         owner = entry.owners[0]
-        text = "; ".join(f"{name}: {entry.help[name]} (default: {_shown(entry.default[name])})" for name in entry.owners)
+        text = "; ".join(f"{name}: {entry.help[name]} (default: {_shown(entry.default[name])})"
+                         for name in entry.owners)
         if len(entry.owners) > 1:
             text += f" [an option of {', '.join(entry.owners)}]"
         extra = {"choices": list(entry.metadata["choices"])} if entry.metadata.get("choices") else {}
@@ -349,7 +351,8 @@ def options_from_arguments(args, defense_name: str, flags: list[OptionFlag]) -> 
         if not hasattr(args, entry.dest):
             continue
         if defense_name not in entry.owners:
-            raise ConfigError(f"{entry.flag}: an option of the {', '.join(entry.owners)} defense, not of {defense_name}; "
+            raise ConfigError(f"{entry.flag}: an option of the {', '.join(entry.owners)} defense, not of "
+                              f"{defense_name}; "
                               f"see python -m backdoor defend --help for {defense_name}'s options")
         value = getattr(args, entry.dest)
         values[entry.field_name] = tuple(value) if isinstance(value, list) else value

@@ -4,11 +4,12 @@ Each backdoor (checkpoints/backdoor-*) is attacked with its own trigger (from it
 with checkpoints/clean as the trusted control; one model is loaded and shared by every run. A run whose report is
 already there is read, not run again, unless --force.
 
-    python scripts/defense_table.py --table docs/defense_table.md        # corpus test split:
-                                                                          # checkpoints/<backdoor>/defenses/<defense>.json
+    # the corpus test split: checkpoints/<backdoor>/defenses/<defense>.json
+    python scripts/defense_table.py --table docs/defense_table.md
+    # a real benchmark, split 50/50 into calibration and test items: runs/defense-table-mmlu/<backdoor>/
     python scripts/defense_table.py --real ../shared/benchmarks/real/mmlu.json --table runs/defense-table-mmlu.md
-                                                                          # a real benchmark, split 50/50: runs/
-    python scripts/defense_table.py --limit 4 --calibration-limit 8 --out-dir runs/defense-smoke   # a quick check
+    # a quick check (19 calibration items at least, for a finite threshold at 5% false positives)
+    python scripts/defense_table.py --limit 4 --calibration-limit 20 --out-dir runs/defense-smoke
 
 The whole table must regenerate in under 30 minutes on 2 CPU cores: --limit and --calibration-limit set the item
 counts of every run, --items DEFENSE=N one defense's test items, --option DEFENSE.FIELD=VALUE one of its options
@@ -123,7 +124,8 @@ def markdown(reports: dict[tuple[str, str], dict], backdoors: list[str], defense
     """Two tables (detection; removal, with ONION's filter as a remover) and the seconds each run took."""
     def table(header: str, rows: list[tuple[str, dict[str, str]]]) -> list[str]:
         lines = [f"| {header} | " + " | ".join(backdoors) + " |", "|---" * (len(backdoors) + 1) + "|"]
-        lines += [f"| {label} | " + " | ".join(cells.get(b, "not run") for b in backdoors) + " |" for label, cells in rows]
+        lines += [f"| {label} | " + " | ".join(cells.get(b, "not run") for b in backdoors) + " |"
+                  for label, cells in rows]
         return lines
 
     detect_rows, remove_rows, time_rows = [], [], []
