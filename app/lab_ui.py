@@ -18,6 +18,7 @@ from app.errors import reports_errors
 from app.lab import (BACKDOOR_ONLY, DEFAULT_EVAL_ITEMS, EVAL_SPLITS, VICTIM_FITTED, EvaluationRun, FormField, JobView,
                      Lab)
 from app.service import DashboardError
+from backdoor.jobs import TRAIN
 from backdoor import metrics
 from backdoor.conditions import CONDITIONS, column, ungrouped
 from backdoor.models import BASE_ADAPTER
@@ -163,12 +164,17 @@ def _step_text(progress: dict) -> str:
     return progress.get("stage", "")
 
 
+def _role(job) -> str:
+    """What a job runs, for its row: a training run's role (clean or backdoor), or the defense it applies."""
+    return job.config.get("kind", "") if job.kind == TRAIN else f"defense: {job.config.get('defense', '')}"
+
+
 def jobs_rows(views: Sequence[JobView]) -> list[list]:
     rows = []
     for view in views:
         job = view.job
         took = (job.ended or time.time()) - job.started if job.started else None
-        rows.append([job.id, job.name, job.config.get("kind", ""), job.status, _step_text(view.progress),
+        rows.append([job.id, job.name, _role(job), job.status, _step_text(view.progress),
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created)),
                      _duration(took) if job.status != "queued" else "", job.error])
     return rows
@@ -179,7 +185,7 @@ def progress_markdown(view: JobView | None) -> str:
     if view is None:
         return "No training jobs yet. Fill in the form and press **Start training**."
     job, progress = view.job, view.progress
-    head = f"**{html.escape(job.name)}** ({job.config.get('kind', '')}) · **{job.status}**"
+    head = f"**{html.escape(job.name)}** ({html.escape(_role(job))}) · **{job.status}**"
     if job.status == "queued":
         return head + " · waiting for the job before it to finish"
     if job.status == "running":
