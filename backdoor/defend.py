@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -173,11 +174,23 @@ def rows_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
+def _strict(value):
+    """``value`` with every non-finite float (an unreachable threshold: too few calibration items for the stated
+    false-positive rate) as None, so the report is strict JSON that any reader parses."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    return value
+
+
 def save_result(result: DefenseResult, json_path: str | os.PathLike[str],
                 csv_path: str | os.PathLike[str] | None = None) -> None:
     """Write the report and its rows (CSV next to the report unless ``csv_path``), each by one atomic rename."""
     json_path = Path(json_path)
-    _write_atomic(json_path, json.dumps(result.report, indent=2) + "\n")
+    _write_atomic(json_path, json.dumps(_strict(result.report), indent=2, allow_nan=False) + "\n")
     _write_atomic(Path(csv_path) if csv_path else json_path.with_suffix(".csv"), rows_csv(result.rows))
 
 
