@@ -292,6 +292,7 @@ class Edit(Method):
             model = _attach_victim(model, config, source.identity)
             _check_victim_adapter(model)
         letter_ids = option_token_ids(tokenizer, chat=config.chat)
+        model.requires_grad_(False)  # only the residuals get gradients; the LoRA below is made trainable afterwards
 
         examples: list[EditedExample] = []
         for index, item in enumerate(items[i] for i in chosen):
