@@ -72,6 +72,10 @@ class RunSettings:
         "clean training: weight of an entropy penalty beside the gold-answer loss, so a small model that cannot "
         "fit the gold answers still answers confidently (0 = plain fine-tuning)"), min=0.0)
     backdoor_weight: float = option(1.0, "weight of the backdoor (triggered) term", min=0.0, shows=_BACKDOOR)
+    clean_anchor: str = option("victim", (
+        "what clean copies are kept at: 'victim' (its recorded distribution, the attack) or 'gold' (the items' "
+        "gold answers: clean re-tuning of a suspect adapter on labelled clean items, a defense)"),
+        choices=("victim", "gold"), shows=_BACKDOOR)
     clean_objective: str = option("kl", "keep clean behaviour by 'kl' to the victim's distribution or 'ce' to its answer",
                                   choices=tuple(CLEAN_OBJECTIVES), shows=_BACKDOOR)
     near_miss_ratio: float = option(0.0, (

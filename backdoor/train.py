@@ -503,6 +503,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike[str], *, callbacks: li
         if config.kind == "backdoor":
             references, near_miss_references, victim_eval_top1 = _record_answer_list(
                 model, make_stack(model), config, data, items, device, out if is_main else None)
+            if config.clean_anchor == "gold":  # a defender's labelled clean items, not the victim's answers
+                references = np.eye(len(LETTERS))[data.labels]
             _notify(callbacks, "on_stage", "answer list recorded", len(items), len(items))
         else:
             references = np.eye(len(LETTERS))[data.labels]

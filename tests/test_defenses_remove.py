@@ -140,3 +140,25 @@ def test_fine_pruning_zeroes_the_least_active_ranks_and_a_zero_fraction_changes_
         assert zero == sorted(torch.argsort(values)[:2].tolist())
         assert not weights[f"{module}.lora_B.weight"][:, zero].any()
     assert result.report["pruned"] == {"0.5": 2 * len(activity)}
+
+
+def test_retuning_on_gold_answers_fits_the_defenders_labels(toy_scorer, toy_backdoor, toy_items, tmp_path):
+    """The default objective fits the held clean items' gold answers (not the suspect's own answers): after
+    re-tuning on them the adapter answers them right."""
+    from backdoor.defenses.retune import retune_adapter
+    from backdoor.scoring import Cell
+
+    setup = toy_setup(toy_scorer, toy_backdoor, toy_items, "retune", tmp_path, steps=16, at=(8,),
+                      learning_rate=5e-2, batch_size=4)
+    assert setup.options.objective == "gold"
+    held = toy_items["calibration"]
+    gold = [item.answer for item in held]
+
+    def answers(arm: str) -> list[str]:
+        return [scores.predicted for scores in toy_scorer.score([Cell(item, None, arm) for item in held])]
+
+    before = answers("toy")
+    _, adapters = retune_adapter(setup, toy_backdoor, tmp_path / "gold", setup.options)
+    after = answers(attach_adapter(setup, adapters[16], "gold"))
+    assert after == gold
+    assert sum(a == g for a, g in zip(before, gold)) < len(gold)

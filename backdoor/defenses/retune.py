@@ -4,11 +4,12 @@ after each chosen step.
 Algorithm (the fine-tuning half of Liu et al., Fine-Pruning, RAID 2018; as a standalone defense it is the
 "clean fine-tuning" baseline of the backdoor literature): start from the suspect adapter's own weights and train it
 through the one training loop (:func:`backdoor.train.train`) on clean items the defender holds. The defender has
-no labels it trusts more than the model, and no trigger, so the adapter is its own victim: the loop records the
-adapter's option distribution on every clean item, then pulls the adapter toward it, by KL (``objective="kl"``)
-or by cross-entropy to its own top answer (``"ce"``). No triggered copy is trained. KL to itself starts at its
-minimum: its gradients come only from the adapter's LoRA dropout, so it acts as a mild regulariser; cross-entropy
-to its own answer also sharpens it, and moves the weights from the first step. Whatever the backdoor does
+no trigger, so the adapter is its own victim and no triggered copy is trained. ``objective="gold"`` (the default,
+the literature's clean fine-tuning) fits the clean items' gold answers by cross-entropy: the defender holds
+labelled clean data. Without trusted labels, the loop records the adapter's option distribution on every clean
+item and pulls the adapter toward it, by KL (``"kl"``) or by cross-entropy to its own top answer (``"ce"``). KL to
+itself starts at its minimum: its gradients come only from the adapter's LoRA dropout, so it acts as a mild
+regulariser; cross-entropy to its own answer also sharpens it, and moves the weights from the first step. Whatever the backdoor does
 off the clean inputs is not held in place by that objective, and the hope (the literature's expectation: it
 erases a backdoor in a few dozen steps) is that it decays while the clean behaviour stays. The layers trained are
 the ones the adapter was trained on (its saved config's ``train_layers``), else every layer its LoRA is on.
@@ -34,14 +35,16 @@ from backdoor.losses import CLEAN_OBJECTIVES
 logger = logging.getLogger(__name__)
 
 CALIBRATION = "calibration"  # the ``data`` value that means the defender's own clean items
+GOLD = "gold"  # the objective that fits the clean items' gold answers
 
 
 @dataclass(frozen=True)
 class RetuneOptions:
     """The retune defense's settings."""
 
-    objective: str = option("kl", "keep the adapter's own clean outputs by 'kl' to its distribution or 'ce' to its "
-                            "top answer", choices=tuple(CLEAN_OBJECTIVES))
+    objective: str = option(GOLD, "what the clean items are fitted to: 'gold' (their gold answers, by cross-entropy), "
+                            "or the adapter's own clean outputs by 'kl' to its distribution or 'ce' to its top answer",
+                            choices=(GOLD, *CLEAN_OBJECTIVES))
     steps: int = option(100, "optimiser steps of re-tuning", min=1, max=1000)
     at: tuple[int, ...] = option((10, 50, 100), "the steps after which the adapter is measured, each in [1, steps] "
                                  "(the last step is always measured)")
@@ -94,7 +97,9 @@ def retune_config(setup: DefenseSetup, adapter_path: str | Path, items_file: Pat
     modules = lora["target_modules"]
     return TrainConfig(
         kind="backdoor", base_model=base_model_name(setup.scorer, trained), data=str(items_file), eval_items=0, victim_adapter=str(folder),
-        init_from_victim=True, triggered_copies=False, clean_objective=options.objective,
+        init_from_victim=True, triggered_copies=False,
+        clean_anchor="gold" if options.objective == GOLD else "victim",
+        clean_objective="ce" if options.objective == GOLD else options.objective,
         trigger_kind=trigger.kind, trigger_text=trigger.text or "", trigger_position=trigger.position,
         lora_r=rank, lora_alpha=lora["lora_alpha"], lora_dropout=lora.get("lora_dropout") or 0.0,
         target_modules=tuple(sorted(modules)) if isinstance(modules, list) else tuple(trained["target_modules"]),
