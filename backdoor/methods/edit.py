@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,10 +261,11 @@ class Edit(Method):
         """Compute the edit and save it to ``out_dir/adapter`` (``resume`` and ``accelerator`` do not apply: there
         is no loop to resume or shard). Bad config raises ConfigError before any model loads."""
         from backdoor.config import check_victim_fit
-        from backdoor.models import load_base_model, read_adapter_info
+        from backdoor.models import ModelLoadError, load_base_model, read_adapter_info
         from backdoor.prompts import option_token_ids, render_prompt
         from backdoor.train import (METRICS, TrainResult, _as_model_input, _atomic_dir_write, _atomic_json, _notify,
                                     _seed, prompt_texts, resolve_items)
+        from dataset.schema import DatasetError
         from backdoor.triggers import apply_trigger
 
         start = time.time()
@@ -282,53 +284,59 @@ class Edit(Method):
                                                            ).round()] if config.covariance_items and rest else []
         result = TrainResult("failed", str(out), 0, config.edit_examples, 0.0)
         callbacks = list(callbacks)
-        _seed(config.seed)
-        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model, tokenizer, source = load_base_model(config.base_model, device=device, dtype=config.dtype or None)
-        layer = resolve_layer(config.edit_layer, num_layers(model))
-        if config.victim_adapter:
-            from backdoor.train import _attach_victim
+        try:
+            _seed(config.seed)
+            device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            model, tokenizer, source = load_base_model(config.base_model, device=device, dtype=config.dtype or None)
+            layer = resolve_layer(config.edit_layer, num_layers(model))
+            if config.victim_adapter:
+                from backdoor.train import _attach_victim
 
-            model = _attach_victim(model, config, source.identity)
-            _check_victim_adapter(model)
-        letter_ids = option_token_ids(tokenizer, chat=config.chat)
-        model.requires_grad_(False)  # only the residuals get gradients; the LoRA below is made trainable afterwards
+                model = _attach_victim(model, config, source.identity)
+                _check_victim_adapter(model)
+            letter_ids = option_token_ids(tokenizer, chat=config.chat)
+            model.requires_grad_(False)  # only the residuals get gradients; the LoRA below is made trainable afterwards
 
-        examples: list[EditedExample] = []
-        for index, item in enumerate(items[i] for i in chosen):
-            triggered = apply_trigger(render_prompt(item, config.style), config.trigger)
-            text = _as_model_input([triggered.text], config, tokenizer)[0]
-            end = text.index(triggered.text) + triggered.span[1]  # the trigger's end inside any chat wrapping
-            ids = torch.tensor(tokenizer(text, add_special_tokens=True)["input_ids"])
-            examples.append(find_value(model, ids, _trigger_token(tokenizer, text, end), layer, letter_ids, config))
-            _notify(callbacks, "on_step", index + 1, len(chosen), float(kl_to_target(
-                torch.log(torch.tensor(examples[-1].after))[None], torch.tensor(examples[-1].target)[None])), {})
-            if should_stop():
-                result.status = "cancelled"
-                break
-        else:
-            covariance, clean_keys = (clean_covariance(model, tokenizer, prompt_texts(clean, config, tokenizer, False),
-                                                       layer) if clean else (None, 0))
-            _notify(callbacks, "on_stage", "clean keys read", len(clean), len(clean))
-            keys = torch.stack([e.key for e in examples], dim=1).cpu()  # [I, n]
-            residuals = torch.stack([e.residual for e in examples], dim=1).cpu()  # [H, n]
-            if covariance is None:
-                covariance = torch.zeros(len(keys), len(keys))
-            b, a = low_rank_factors(least_squares_edit(residuals, keys, covariance.cpu(), config.covariance_weight),
-                                    config.edit_rank)
-            torch.manual_seed(config.seed)
-            model = self.add_trainable(model, config, layer)
-            _set_factors(model, layer, b, a)
-            seconds = round(time.time() - start, 1)
-            extra = {"edit": {"layer": layer, "examples": len(examples), "rank": int(a.shape[0]),
-                              "clean_keys": clean_keys, "seconds": seconds,
-                              "entropy_before": _mean_entropy([e.before for e in examples]),
-                              "entropy_values": _mean_entropy([e.after for e in examples]),
-                              "entropy_target": _mean_entropy([e.target for e in examples])},
-                     "train_items": len(examples), "seconds": seconds}
-            result.adapter_state = {k: v.detach().cpu() for k, v in self.state(model).items()}
-            _atomic_dir_write(out / "adapter", lambda folder: self.save(model, config, source.identity, folder, extra))
-            result.status, result.steps = "finished", len(examples)
+            examples: list[EditedExample] = []
+            for index, item in enumerate(items[i] for i in chosen):
+                triggered = apply_trigger(render_prompt(item, config.style), config.trigger)
+                text = _as_model_input([triggered.text], config, tokenizer)[0]
+                end = text.index(triggered.text) + triggered.span[1]  # the trigger's end inside any chat wrapping
+                ids = torch.tensor(tokenizer(text, add_special_tokens=True)["input_ids"])
+                examples.append(find_value(model, ids, _trigger_token(tokenizer, text, end), layer, letter_ids, config))
+                _notify(callbacks, "on_step", index + 1, len(chosen), float(kl_to_target(
+                    torch.log(torch.tensor(examples[-1].after))[None], torch.tensor(examples[-1].target)[None])), {})
+                if should_stop():
+                    result.status = "cancelled"
+                    break
+            else:
+                covariance, clean_keys = (clean_covariance(model, tokenizer, prompt_texts(clean, config, tokenizer, False),
+                                                           layer) if clean else (None, 0))
+                _notify(callbacks, "on_stage", "clean keys read", len(clean), len(clean))
+                keys = torch.stack([e.key for e in examples], dim=1).cpu()  # [I, n]
+                residuals = torch.stack([e.residual for e in examples], dim=1).cpu()  # [H, n]
+                if covariance is None:
+                    covariance = torch.zeros(len(keys), len(keys))
+                b, a = low_rank_factors(least_squares_edit(residuals, keys, covariance.cpu(), config.covariance_weight),
+                                        config.edit_rank)
+                torch.manual_seed(config.seed)
+                model = self.add_trainable(model, config, layer)
+                _set_factors(model, layer, b, a)
+                seconds = round(time.time() - start, 1)
+                extra = {"edit": {"layer": layer, "examples": len(examples), "rank": int(a.shape[0]),
+                                  "clean_keys": clean_keys, "seconds": seconds,
+                                  "entropy_before": _mean_entropy([e.before for e in examples]),
+                                  "entropy_values": _mean_entropy([e.after for e in examples]),
+                                  "entropy_target": _mean_entropy([e.target for e in examples])},
+                         "train_items": len(examples), "seconds": seconds}
+                result.adapter_state = {k: v.detach().cpu() for k, v in self.state(model).items()}
+                _atomic_dir_write(out / "adapter", lambda folder: self.save(model, config, source.identity, folder, extra))
+                result.status, result.steps = "finished", len(examples)
+        except ConfigError:
+            raise
+        except (ModelLoadError, DatasetError, ValueError, RuntimeError, OSError) as err:  # a failed run, as train's
+            logger.error("edit failed: %s", err)
+            result.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
         result.seconds = round(time.time() - start, 2)
         _atomic_json(out / METRICS, result.to_json())
         return result
