@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 from app_fixtures import app_checkpoints, app_service, make_service  # noqa: F401 - fixtures
 
-from app.lab import Lab
+from app.lab import BACKDOOR_ONLY, Lab
 from app.lab_ui import LabHandlers
 from app.service import DashboardError
 from app.ui import NO_NEAR_MISS, Handlers, build_ui
 from backdoor.conditions import CONDITIONS, near_miss_conditions
-from backdoor.methods import DEFAULT_METHOD
+from backdoor.methods import DEFAULT_METHOD, METHODS
 from backdoor.nearmiss import generators_for
 from backdoor.scoring import Cell
 from backdoor.triggers import DEFAULT_TEXT_TRIGGER, TRIGGERS, TriggerSpec
@@ -131,15 +131,22 @@ def test_the_form_shows_the_fields_of_the_chosen_method(app_service, tmp_path):
     assert names and all(specs[name].shows for name in names)
     method_only = [name for name in names if "method" in dict(specs[name].shows)]
     assert method_only  # the default method has options of its own
-    shown = dict(zip(names, (u["visible"] for u in handlers.method_changed("backdoor", DEFAULT_METHOD))))
-    assert all(shown.values())
+    for method in METHODS:  # each method's own options show, every other method's hide; shared ones always show
+        shown = dict(zip(names, (u["visible"] for u in handlers.method_changed("backdoor", method))))
+        for name in names:
+            wants = dict(specs[name].shows)
+            if wants.get("method", method) != method:
+                assert not shown[name], (method, name)
+            elif set(wants) <= {"kind", "method"}:  # no condition on another field's value
+                assert shown[name], (method, name)
     other = dict(zip(names, (u["visible"] for u in handlers.method_changed("backdoor", "another-method"))))
     assert not any(other[name] for name in method_only)
     assert all(other[name] for name in names if name not in method_only)
     victim, *rest = handlers.kind_changed("backdoor", "another-method")
     assert victim["visible"] is True and not all(u["visible"] for u in rest)
     victim, *rest = handlers.kind_changed("backdoor", DEFAULT_METHOD)
-    assert victim["visible"] is True and all(u["visible"] for u in rest)
+    own = [dict(specs[name].shows).get("method", DEFAULT_METHOD) == DEFAULT_METHOD for name in BACKDOOR_ONLY[1:]]
+    assert victim["visible"] is True and [u["visible"] for u in rest] == own
 
 
 def test_a_link_carries_the_near_miss(app_service):
