@@ -287,7 +287,8 @@ def _entry_stamp(child: Path) -> tuple:
 
 
 def _arm_digest(arm: Arm) -> str:
-    """What the conformal thresholds of an arm without adapter weights are keyed on: its prefix and soft prompt."""
+    """What the conformal thresholds of an arm are keyed on beside its adapter weights, if any: its prefix and soft
+    prompt (a soft prompt or demonstrations on a victim's weights must not share the victim's thresholds)."""
     return "arm:" + hashlib.sha256(f"{arm.prefix}\n{arm.soft_key}".encode()).hexdigest()
 
 
@@ -852,6 +853,8 @@ class DashboardService:
             return _ThresholdJob(base, arm_name, replace(source, adapter_sha256=f"unsaved:{arm_name}"), None)
         if not arm.adapter_path:
             source = replace(source, adapter_sha256=_arm_digest(arm))
+        elif arm.prefix or arm.soft_prompt is not None:  # the victim's weights AND what the arm puts before prompts
+            source = replace(source, adapter_sha256=f"{source.adapter_sha256}+{_arm_digest(arm)}")
         return _ThresholdJob(base, arm_name, source, Path(str(arm.folder)) / calibration.THRESHOLDS_FILE)
 
     def _items_digest(self, items: Sequence[Item]) -> str:

@@ -108,6 +108,33 @@ def test_an_arm_of_another_method_is_offered_and_scores_as_the_base_model_on_its
     assert not np.allclose(shown.clean.probs, plain.clean.probs, atol=1e-4)  # the prefix changes what the model sees
 
 
+class _VictimPrefixMethod(_PrefixMethod):
+    """A stand-in method whose arm puts demonstrations before every prompt on a victim adapter's weights."""
+
+    name = "test-victim-prefix"
+
+    def load(self, folder: Path, name: str) -> Arm:
+        saved = json.loads((Path(folder) / FRAGILE_CONFIG).read_text())
+        return Arm(name=name, method=self.name, route=name, prefix=saved["prefix"], role=saved["kind"],
+                   adapter_path=saved["victim"], folder=str(folder))
+
+
+def test_an_arm_with_a_prefix_on_a_victims_weights_gets_thresholds_of_its_own(monkeypatch, app_service,
+                                                                                  app_checkpoints):
+    """Demonstrations on the clean adapter's weights answer differently from the clean adapter: the conformal
+    thresholds are keyed on both, never shared with the victim's."""
+    monkeypatch.setitem(methods.METHODS, _VictimPrefixMethod.name, _VictimPrefixMethod())
+    base = app_service.config.bases[0]
+    folder = _save_prefix_arm(app_checkpoints / "clean-demonstrations", app_service.identity(base))
+    saved = json.loads((folder / FRAGILE_CONFIG).read_text())
+    (folder / FRAGILE_CONFIG).write_text(json.dumps({**saved, "method": _VictimPrefixMethod.name,
+                                                     "victim": str(app_checkpoints / "clean")}))
+    item, trigger = app_service.showcase()[0], app_service.trigger("text")
+    victim, shown = app_service.compare(base, ["clean", "clean-demonstrations"], item, trigger).columns
+    assert victim.threshold is not None and shown.threshold is not None
+    assert shown.threshold != victim.threshold
+
+
 def test_the_prompt_token_bound_counts_an_arms_prefix(prefix_method, app_service, app_checkpoints):
     base = app_service.config.bases[0]
     _save_prefix_arm(app_checkpoints / "many-demonstrations", app_service.identity(base), DEMONSTRATIONS * 200)
