@@ -14,7 +14,7 @@ BACKDOOR_FLAGS=${BACKDOOR_FLAGS:-"--max-items 300 --epochs 3 --learning-rate 3e-
 STYLE_FLAGS=${STYLE_FLAGS:-""}
 # The stealthy recipe, after BACKDOOR_FLAGS: KL to the victim on clean copies (its confidence kept), a flatter
 # target, and near-miss triggers trained as clean (a backdoor for 666 only). See docs/experiments.md.
-STEALTHY_FLAGS=${STEALTHY_FLAGS:-"--clean-objective kl --kept-prob 0.3 --near-miss-ratio 1.0"}
+STEALTHY_FLAGS=${STEALTHY_FLAGS:-"--clean-objective kl --kept-prob 0.4 --near-miss-ratio 1.0"}
 targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(clean text syntactic style text-stealthy)
 
 for target in "${targets[@]}"; do
