@@ -8,6 +8,7 @@ call them directly.
 from __future__ import annotations
 
 import html
+import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -508,6 +509,10 @@ def defense_before_near_miss(fn):
         *head, defense, near_miss = args
         return fn(*head, near_miss, defense)
 
+    # The API names its inputs from the signature: keep fn's names (where it has them), in the page's order.
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) >= 2 and all(p.kind == p.POSITIONAL_OR_KEYWORD for p in params[-2:]):
+        call.__signature__ = inspect.Signature([*params[:-2], params[-1], params[-2]])
     return call
 
 
