@@ -509,6 +509,7 @@ def defense_before_near_miss(fn):
         *head, defense, near_miss = args
         return fn(*head, near_miss, defense)
 
+    call.__name__, call.__qualname__, call.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__  # errors name fn
     # The API names its inputs from the signature: keep fn's names (where it has them), in the page's order.
     params = list(inspect.signature(fn).parameters.values())
     if len(params) >= 2 and all(p.kind == p.POSITIONAL_OR_KEYWORD for p in params[-2:]):
