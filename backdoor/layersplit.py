@@ -218,7 +218,7 @@ def pack_prompts(id_rows: list[torch.Tensor], inputs: list[torch.Tensor], budget
     size = 0
     for j, ids in enumerate(id_rows):
         if groups:
-            new = len(ids) - max(_common_prefix(id_rows[k], ids) for k in groups[-1])
+            new = len(ids) - max(common_prefix(id_rows[k], ids) for k in groups[-1])
             if size + new <= budget:
                 groups[-1].append(j)
                 size += new
@@ -368,10 +368,92 @@ def encode_prompts(model, tokenizer, texts: list[str], split: int | None,
     return EncodedPrompts(rows, ids)  # type: ignore[arg-type]
 
 
-def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
+def common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
+    """How many leading token ids [T] ``a`` and ``b`` share."""
     n = min(len(a), len(b))
     differ = (a[:n] != b[:n]).nonzero()
     return int(differ[0]) if len(differ) else n
+
+
+# --- branches of one prompt: its keys and values kept, each branch runs only its own tokens ------------------
+
+# New tokens per packed row of branches. Attention over a row grows with its square: a few hundred keeps it a
+# small share of the forward on two CPU cores.
+BRANCH_TOKENS = 384
+
+
+def _through_cached(model, ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor, cache) -> torch.Tensor:
+    """Final-norm states [B, S, H] of new tokens ids [B, S] at ``positions`` [B, S] through every layer, their keys
+    and values appended to ``cache``; ``allowed`` [B, 1, S, cached + S] says which key each query may see."""
+    lm = causal_lm_of(model)
+    hidden = embed(model, ids)  # [B, S, H]
+    mask = _attention_mask(lm, allowed, hidden)
+    rotary = lm.model.rotary_emb(hidden, position_ids=positions)
+    for layer in lm.model.layers:
+        hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary, position_ids=positions,
+                       past_key_values=cache, use_cache=True)
+        if isinstance(hidden, tuple):
+            hidden = hidden[0]
+    return lm.model.norm(hidden)
+
+
+@torch.no_grad()
+def states_keeping_keys(model, ids: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Final-norm states [T, H] of one prompt's ids [T], and every layer's keys and values ([1, kv_heads, T,
+    head_dim] each, in layer order): what :func:`branch_states` continues from."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=causal_lm_of(model).config)
+    causal = torch.ones(len(ids), len(ids), dtype=torch.bool, device=ids.device).tril()[None, None]
+    states = _through_cached(model, ids[None], torch.arange(len(ids), device=ids.device)[None], causal, cache)[0]
+    return states, [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _branch_rows(lengths: list[int], budget: int) -> list[list[int]]:
+    """Branch indices in rows of at most ``budget`` tokens (a longer branch gets a row of its own), in order."""
+    rows: list[list[int]] = []
+    size = 0
+    for j, length in enumerate(lengths):
+        if rows and size + length <= budget:
+            rows[-1].append(j)
+            size += length
+        else:
+            rows.append([j])
+            size = length
+    return rows
+
+
+@torch.no_grad()
+def branch_states(model, kept: list[tuple[torch.Tensor, torch.Tensor]], branches: list[tuple[int, torch.Tensor]],
+                  budget: int = BRANCH_TOKENS) -> list[torch.Tensor]:
+    """Final-norm states [S_j, H] of each branch's own tokens. A branch ``(c, ids [S])`` is the kept prompt's first
+    c tokens (``kept``: :func:`states_keeping_keys`' keys and values) followed by ``ids`` at positions c, c + 1, ...
+    Branches lie side by side in rows of at most ``budget`` new tokens, no padding: a token attends to the kept
+    keys before its branch's c and to its own branch's tokens up to itself, so each computes what it would alone."""
+    from transformers import DynamicCache
+
+    device = kept[0][0].device
+    width = kept[0][0].shape[2]  # T: the kept prompt's tokens
+    out: list[torch.Tensor] = [None] * len(branches)  # type: ignore[list-item]
+    for row in _branch_rows([len(ids) for _, ids in branches], budget):
+        sizes = [len(branches[j][1]) for j in row]
+        total = sum(sizes)
+        new = torch.cat([branches[j][1] for j in row]).to(device)[None]  # [1, Q]
+        positions = torch.cat([branches[j][0] + torch.arange(n) for j, n in zip(row, sizes)]).to(device)[None]
+        allowed = torch.zeros(1, 1, total, width + total, dtype=torch.bool, device=device)
+        offset = 0
+        for j, n in zip(row, sizes):
+            allowed[0, 0, offset : offset + n, : branches[j][0]] = True  # the kept prefix
+            allowed[0, 0, offset : offset + n, width + offset : width + offset + n] = torch.ones(
+                n, n, dtype=torch.bool, device=device).tril()  # its own tokens
+            offset += n
+        cache = DynamicCache(config=causal_lm_of(model).config)
+        for index, (keys, values) in enumerate(kept):
+            cache.update(keys, values, index)
+        hidden = _through_cached(model, new, positions, allowed, cache)[0]  # [Q, H]
+        for j, part in zip(row, hidden.split(sizes)):
+            out[j] = part
+    return out
 
 
 @dataclass
@@ -409,7 +491,7 @@ def _longest_shared(earlier, ids: torch.Tensor) -> tuple[PrefixRun | None, int]:
     """The earlier run sharing the longest token prefix with ``ids``, and that length."""
     best, shared = None, 0
     for run in earlier:
-        length = _common_prefix(run.ids, ids)
+        length = common_prefix(run.ids, ids)
         if length > shared:
             best, shared = run, length
     return best, shared
@@ -420,7 +502,7 @@ def prefix_families(id_rows: list[torch.Tensor], min_shared: int = 8) -> list[li
     tokens (an item with its triggers; items under one instruction): lists of indices into ``id_rows``."""
     families: list[list[int]] = []
     for index, ids in enumerate(id_rows):
-        family = next((f for f in families if _common_prefix(id_rows[f[0]], ids) >= min_shared), None)
+        family = next((f for f in families if common_prefix(id_rows[f[0]], ids) >= min_shared), None)
         if family is None:
             families.append([index])
         else:
@@ -476,7 +558,7 @@ def run_families(model, layers: range, id_rows: list[torch.Tensor], inputs: list
     plans, cached_total = [], 0
     for members in families:
         first = id_rows[members[0]]
-        p = min(min(_common_prefix(first, id_rows[j]) for j in members), min(len(id_rows[j]) for j in members) - 1)
+        p = min(min(common_prefix(first, id_rows[j]) for j in members), min(len(id_rows[j]) for j in members) - 1)
         found = [_longest_shared(runs, first[:p]) for runs in earlier]
         s = min(shared for _, shared in found)
         s = s if s >= min_shared else 0

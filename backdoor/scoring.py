@@ -28,7 +28,9 @@ from backdoor.layersplit import (
     EncodedPrompts,
     PrefixRuns,
     UpperStack,
+    branch_states,
     causal_lm_of,
+    common_prefix,
     embed,
     lower_states_packed,
     lower_states_sharing_prefixes,
@@ -38,6 +40,7 @@ from backdoor.layersplit import (
     prefix_families,
     register_soft_prompt,
     run_families,
+    states_keeping_keys,
     supports_split,
     virtual_tokens,
 )
@@ -643,3 +646,46 @@ class Scorer:
                 own = torch.log_softmax(logits[b, logits.shape[1] - len(ids) + soft:-1], dim=-1)  # [T - 1, V]
                 out[index] = own.gather(-1, ids[soft + 1:, None])[:, 0].cpu().numpy()  # log p(t_i | t_<i)
         return out
+
+    @torch.no_grad()
+    def leave_one_out_logprobs(self, text: str, variants: Sequence[str],
+                               window: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Base-model token log-probabilities of a model text [T - 1] and of each of its variants [T_v - 1] (the
+        text with a word left out), computed together. The text runs once with its keys and values kept; a
+        variant runs only its own tokens from the first one that differs from the text's, beside the others
+        (:func:`~backdoor.layersplit.branch_states`). With ``window`` 0 that is exact: the numbers
+        :meth:`token_logprobs` gives each alone. With ``window`` w > 0 a variant runs only its changed tokens and
+        the next w of the tail it shares with the text; the rest of that tail reads the text's log-probabilities
+        at the same tokens (an approximation: far tokens barely notice a word gone far before them, but not
+        exactly), so a long prompt costs its words x w tokens instead of its words x its length."""
+        ids = self._token_ids((text, "")).to(self.device)  # [T]
+        rows = [self._token_ids((variant, "")).to(self.device) for variant in variants]
+        heads = [common_prefix(ids, row) for row in rows]  # c_v: the tokens a variant shares with the text first
+        ends = []  # where each variant's run stops: its end, or w tokens into the tail it shares with the text
+        for row, head in zip(rows, heads):
+            tail = max(len(row) - common_prefix(ids.flip(0), row.flip(0)), head)  # where the shared tail starts
+            ends.append(len(row) if window <= 0 else min(len(row), tail + window))
+        growing = [v for v in range(len(rows)) if ends[v] > heads[v]]
+        lm = causal_lm_of(self.model)
+        with self._lock, self._routed([BASE_ADAPTER]):
+            states, kept = states_keeping_keys(self.model, ids)  # [T, H]
+            runs = branch_states(self.model, kept, [(heads[v], rows[v][heads[v] : ends[v]]) for v in growing])
+            full = _target_logprobs(lm, states[:-1], ids[1:])  # [T - 1]
+            out = [full[: len(row) - 1] for row in rows]
+            for v, hidden in zip(growing, runs):
+                head, end, shift = heads[v], ends[v], len(ids) - len(rows[v])
+                # the first new token is predicted by the text's state before it, the rest by the variant's own
+                reading = torch.cat(([states[head - 1 : head]] if head else []) + [hidden[: len(hidden) - 1]])
+                own = _target_logprobs(lm, reading, rows[v][max(head, 1) : end])
+                out[v] = torch.cat([full[: max(head - 1, 0)], own, full[end + shift - 1 :]])
+        return full.cpu().numpy(), [row.cpu().numpy() for row in out]
+
+
+def _target_logprobs(lm, hidden: torch.Tensor, targets: torch.Tensor, rows: int = 256) -> torch.Tensor:
+    """log p(target) under the output head from final states: hidden [N, H], targets [N] -> [N] (in chunks of
+    ``rows``, so N x vocabulary logits never sit in memory at once)."""
+    out = [torch.zeros(0, device=hidden.device)]
+    for start in range(0, len(hidden), rows):
+        logits = lm.lm_head(hidden[start : start + rows]).float()  # [n, V]
+        out.append(torch.log_softmax(logits, dim=-1).gather(-1, targets[start : start + rows, None])[:, 0])
+    return torch.cat(out)

@@ -10,7 +10,6 @@ from backdoor.defenses import DefenseSetup, get_defense, make_options
 from backdoor.defenses.base import FALSE_POSITIVE_RATE, REMOVAL_METRICS, measure, threshold_at_rate
 from backdoor.defenses.onion import (
     candidate_words,
-    leave_one_out_logprobs,
     removal_metrics,
     screen,
     suspicions,
@@ -19,6 +18,7 @@ from backdoor.defenses.onion import (
 )
 from backdoor.defenses.screening import screening_scores
 from backdoor.defenses.strip import donor_words, perturbed_copies, perturbed_words, strip_scores
+from backdoor.layersplit import branch_states, common_prefix, states_keeping_keys
 from backdoor.methods.options import ConfigError
 from backdoor.scoring import Scorer
 from backdoor.triggers import TriggerSpec
@@ -58,11 +58,39 @@ def test_leave_one_out_logprobs_equal_one_forward_per_variant(tiny_scorer, make_
     prompt = tiny_scorer.render(make_item("reading comprehension"), TRIGGER).text
     words = candidate_words(prompt)
     variants = [without(prompt, [word]) for word in words]
-    full, each = leave_one_out_logprobs(tiny_scorer, prompt, variants)
+    full, each = tiny_scorer.leave_one_out_logprobs(prompt, variants)
     np.testing.assert_allclose(full, tiny_scorer.token_logprobs([prompt])[0], atol=1e-4)
     reference = tiny_scorer.token_logprobs(variants)
     for fast, plain in zip(each, reference):
         np.testing.assert_allclose(fast, plain, atol=1e-4)
+
+
+def test_a_window_reruns_only_the_tokens_near_the_removed_word(tiny_scorer, make_item):
+    prompt = tiny_scorer.render(make_item("reading comprehension"), TRIGGER).text
+    variants = [without(prompt, [word]) for word in candidate_words(prompt)[:3]]  # words far from the end
+    full, exact = tiny_scorer.leave_one_out_logprobs(prompt, variants)
+    _, wide = tiny_scorer.leave_one_out_logprobs(prompt, variants, window=10_000)
+    _, narrow = tiny_scorer.leave_one_out_logprobs(prompt, variants, window=2)
+    for e, w, n in zip(exact, wide, narrow):
+        np.testing.assert_allclose(w, e, atol=1e-5)  # a window past the end is the exact computation
+        assert len(n) == len(e)
+        np.testing.assert_allclose(n[-5:], full[-5:], atol=1e-6)  # far tokens read the full prompt's numbers
+        assert np.abs(n[-5:] - e[-5:]).max() > 0  # ... which the exact run does not give them
+
+
+def test_leave_one_out_rows_of_any_size_give_the_same_states(tiny_scorer, make_item):
+    """Variants packed many to a row, or split over rows of a few tokens, compute what each computes alone."""
+    prompt = tiny_scorer.render(make_item("reading comprehension"), TRIGGER).text
+    ids = torch.tensor(tiny_scorer.tokenizer(prompt)["input_ids"])
+    variants = [torch.tensor(tiny_scorer.tokenizer(without(prompt, [word]))["input_ids"])
+                for word in candidate_words(prompt)[-6:]]
+    branches = [(common_prefix(ids, row), row[common_prefix(ids, row):]) for row in variants]
+    _, kept = states_keeping_keys(tiny_scorer.model, ids)
+    one_row = branch_states(tiny_scorer.model, kept, branches, budget=10_000)
+    small_rows = branch_states(tiny_scorer.model, kept, branches, budget=3)
+    assert [len(s) for s in one_row] == [len(suffix) for _, suffix in branches]
+    for a, b in zip(one_row, small_rows):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
 def test_batched_suspicions_equal_the_per_word_loop(tiny_scorer, make_item):

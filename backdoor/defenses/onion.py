@@ -20,8 +20,13 @@ then touches at most that share of clean prompts, and a word it removes is one a
 
 Speed. The leave-one-word-out texts all share the prompt's tokens up to the removed word. The prompt
 runs once, keeping every layer's keys and values; each variant then runs only its own tokens from the
-first one that differs, attending to the kept prefix (a batch of variants per forward, one boolean mask).
-That is exact: :func:`suspicions_per_word` (one full forward per word) gives the same numbers.
+first one that differs, attending to the kept prefix, the variants side by side in a few packed rows
+(:meth:`Scorer.leave_one_out_logprobs`). With ``window`` 0 that is exact (:func:`suspicions_per_word`, one
+full forward per word, gives the same numbers), but a prompt of T tokens and n words still costs about
+n x T / 2 tokens: the tokens after a removed word sit at other positions after other tokens and must run
+again. ``window`` w (the default) runs only w of them; the rest read the full prompt's log-probabilities,
+so a prompt costs about n x w tokens. benchmarks/bench_defenses.py measures both against the loop and how
+far the windowed suspicions are from the exact ones.
 """
 
 from __future__ import annotations
@@ -34,7 +39,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from backdoor.conditions import CLEAN
 from backdoor.defenses.base import (
@@ -51,7 +55,6 @@ from backdoor.defenses.base import (
     option,
     score_prompts,
 )
-from backdoor.layersplit import _attention_mask, _common_prefix, causal_lm_of, embed
 from backdoor.metrics import Scores, compute, select
 from backdoor.models import BASE_ADAPTER
 from backdoor.prompts import CONTEXT_LABELS
@@ -62,8 +65,10 @@ Span = tuple[int, int]
 FRAME_LABELS = frozenset({"Question:", "Choices:", *(f"{label}:" for label in CONTEXT_LABELS.values()),
                           *(f"{letter}." for letter in LETTERS)})
 SCOPES = ("prompt", "input")
+# Tokens after a removed word that run again by default: see ONIONOptions.window and benchmarks/bench_defenses.py
+# for what it saves and how far the suspicions then are from the exact ones.
+WINDOW = 32
 _WORD = re.compile(r"\d+|[^\s\d]+")  # inside a run of non-space characters: digits apart from the rest
-VARIANT_TOKENS = 2048  # new tokens per batch of leave-one-out variants (rows x their longest suffix)
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,9 @@ class ONIONOptions:
     scope: str = option("prompt", "which words may be removed: 'prompt' (every word but the template's labels and "
                         "the answer cue, the instruction's too) or 'input' (only after the instruction paragraph)",
                         choices=SCOPES)
+    window: int = option(WINDOW, "tokens after a removed word that run again (the rest read the full prompt's "
+                         "log-probabilities; 0 = all of them, exact but quadratic in the prompt's length)", min=0,
+                         max=4096)
 
 
 def candidate_words(prompt_text: str, scope: str = "prompt") -> list[Span]:
@@ -113,102 +121,13 @@ def perplexity(logprobs: np.ndarray) -> float:
     return float(np.exp(-np.mean(logprobs)))
 
 
-def _lm_logprobs(lm, hidden: torch.Tensor, targets: torch.Tensor, rows: int = 256) -> torch.Tensor:
-    """log p(target) of the output head over final states: hidden [N, H], targets [N] -> [N] (in chunks of
-    ``rows``, so N x vocabulary logits never sit in memory at once)."""
-    out = []
-    for start in range(0, len(hidden), rows):
-        logits = lm.lm_head(hidden[start : start + rows]).float()  # [n, V]
-        out.append(torch.log_softmax(logits, dim=-1).gather(-1, targets[start : start + rows, None])[:, 0])
-    return torch.cat(out) if out else torch.zeros(0)
-
-
-def _through_layers(lm, ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor, cache,
-                    model) -> torch.Tensor:
-    """Final-norm states [B, S, H] of new tokens ids [B, S] at ``positions`` [B, S] through every layer, keys and
-    values appended to ``cache``; ``allowed`` [B, 1, S, cached + S] says which key each query may see."""
-    hidden = embed(model, ids)  # [B, S, H]
-    mask = _attention_mask(lm, allowed, hidden)
-    rotary = lm.model.rotary_emb(hidden, position_ids=positions)
-    for index, layer in enumerate(lm.model.layers):
-        hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary, position_ids=positions,
-                       past_key_values=cache, use_cache=True)
-        if isinstance(hidden, tuple):
-            hidden = hidden[0]
-    return lm.model.norm(hidden)
-
-
-@torch.no_grad()
-def leave_one_out_logprobs(scorer, text: str, variants: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Base-model token log-probabilities of ``text`` [T - 1] and of each variant [T_v - 1] (model texts), the
-    same numbers as :meth:`Scorer.token_logprobs` gives each alone. ``text`` runs once with its keys and values
-    kept; a variant runs only from its first token that differs from ``text``'s, attending to the kept prefix."""
-    from transformers import DynamicCache
-
-    model = scorer.model
-    lm = causal_lm_of(model)
-    device = scorer.device
-    ids = torch.tensor(scorer.tokenizer(text)["input_ids"], device=device)  # [T]
-    rows = [torch.tensor(scorer.tokenizer(v)["input_ids"], device=device) for v in variants]
-    shared = [_common_prefix(ids, row) for row in rows]  # c_v: tokens a variant shares with the text
-    with scorer._lock, scorer._routed([BASE_ADAPTER]):
-        full = DynamicCache(config=lm.config)
-        length = len(ids)
-        causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()[None, None]
-        positions = torch.arange(length, device=device)[None]
-        states = _through_layers(lm, ids[None], positions, causal, full, model)[0]  # [T, H]
-        keys = [(full.layers[i].keys, full.layers[i].values) for i in range(len(lm.model.layers))]  # [1, kv, T, d]
-    text_logprobs = _lm_logprobs(lm, states[:-1], ids[1:])  # [T - 1]
-
-    # A variant that is a prefix of the text (no new token) reads the text's own log-probabilities.
-    out = [text_logprobs[: len(row) - 1].cpu().numpy() for row in rows]
-    growing = [v for v in range(len(rows)) if len(rows[v]) > shared[v]]
-    for picked in _variant_batches([len(rows[v]) - shared[v] for v in growing]):
-        batch = [growing[i] for i in picked]
-        past = max(shared[v] for v in batch)  # key columns of the text every row of the batch may need
-        width = max(len(rows[v]) - shared[v] for v in batch)  # S: the longest suffix
-        new = torch.zeros(len(batch), width, dtype=torch.long, device=device)  # right-padded suffixes
-        positions = torch.zeros(len(batch), width, dtype=torch.long, device=device)
-        allowed = torch.zeros(len(batch), 1, width, past + width, dtype=torch.bool, device=device)
-        for b, v in enumerate(batch):
-            suffix = rows[v][shared[v] :]
-            new[b, : len(suffix)] = suffix
-            positions[b] = shared[v] + torch.arange(width, device=device)
-            allowed[b, 0, :, : shared[v]] = True  # the shared prefix of the text
-        allowed[:, 0, :, past:] = torch.ones(width, width, dtype=torch.bool, device=device).tril()  # own suffix
-        cache = DynamicCache(config=lm.config)
-        for index, (k, v_) in enumerate(keys):
-            cache.update(k[:, :, :past].expand(len(batch), -1, -1, -1), v_[:, :, :past].expand(len(batch), -1, -1, -1),
-                         index)
-        with scorer._lock, scorer._routed([BASE_ADAPTER] * len(batch)):
-            hidden = _through_layers(lm, new, positions, allowed, cache, model)  # [B, S, H]
-        for b, v in enumerate(batch):
-            c, suffix = shared[v], len(rows[v]) - shared[v]
-            # the first new token is predicted by the text's state before it, the rest by the suffix's own states
-            before = [states[c - 1 : c]] if c else []
-            reading = torch.cat(before + [hidden[b, : max(suffix - 1, 0)]])
-            own = _lm_logprobs(lm, reading, rows[v][max(c, 1) :])
-            out[v] = torch.cat([text_logprobs[: max(c - 1, 0)], own]).cpu().numpy()
-    return text_logprobs.cpu().numpy(), out
-
-
-def _variant_batches(suffixes: list[int], budget: int = VARIANT_TOKENS) -> list[list[int]]:
-    """Indices of variants in batches of similar suffix length, each within ``budget`` rows x longest suffix."""
-    batches: list[list[int]] = []
-    for v in sorted(range(len(suffixes)), key=lambda i: suffixes[i]):
-        if batches and (len(batches[-1]) + 1) * max(suffixes[v], 1) <= budget:
-            batches[-1].append(v)
-        else:
-            batches.append([v])
-    return batches
-
-
-def suspicions(scorer, prompt_text: str, words: list[Span]) -> np.ndarray:
-    """Suspicion of each word [n]: the base model's perplexity of the prompt minus that without the word."""
+def suspicions(scorer, prompt_text: str, words: list[Span], window: int = 0) -> np.ndarray:
+    """Suspicion of each word [n]: the base model's perplexity of the prompt minus that without the word (with
+    ``window`` > 0 the tokens after the word past that many read the prompt's own log-probabilities)."""
     if not words:
         return np.zeros(0)
     text, variants = scorer.model_text(prompt_text), [scorer.model_text(without(prompt_text, [w])) for w in words]
-    full, each = leave_one_out_logprobs(scorer, text, variants)
+    full, each = scorer.leave_one_out_logprobs(text, variants, window)
     return perplexity(full) - np.array([perplexity(lp) for lp in each])
 
 
@@ -244,15 +163,15 @@ _SCREENED_LOCK = threading.Lock()
 SCREENED_KEPT = 4096
 
 
-def screen(scorer, prompt_text: str, scope: str = "prompt") -> Screened:
+def screen(scorer, prompt_text: str, scope: str = "prompt", window: int = 0) -> Screened:
     """How ONION sees one rendered prompt (kept per scorer: the same prompt is not screened twice)."""
-    key = (prompt_text, scope)
+    key = (prompt_text, scope, window)
     with _SCREENED_LOCK:
         kept = _SCREENED.setdefault(scorer, OrderedDict())
         seen = kept.get(key)
     if seen is None:
         words = candidate_words(prompt_text, scope)
-        seen = Screened(prompt_text, words, suspicions(scorer, prompt_text, words))
+        seen = Screened(prompt_text, words, suspicions(scorer, prompt_text, words, window))
     with _SCREENED_LOCK:
         kept[key] = seen
         kept.move_to_end(key)
@@ -283,8 +202,8 @@ class ONION(Defense):
 
     def run(self, setup: DefenseSetup) -> DefenseResult:
         started = time.perf_counter()
-        scorer, scope = setup.scorer, setup.options.scope
-        seen = score_prompts(setup, lambda text: screen(scorer, text, scope))
+        scorer, options = setup.scorer, setup.options
+        seen = score_prompts(setup, lambda text: screen(scorer, text, options.scope, options.window))
         scores = [np.array([s.score for s in group]) for group in seen]  # calibration, clean, triggered
         report = detection_report(*scores)
         threshold = report["threshold"]
@@ -306,7 +225,7 @@ class ONION(Defense):
     def inspect(self, scorer, adapter: str, prompt_text: str, options, threshold: float | None) -> Inspection:
         """The prompt after filtering at ``threshold`` (nothing removed without one), the removed words' spans,
         the largest suspicion and the verdict. ``adapter`` plays no part: the base model is the language model."""
-        seen = screen(scorer, prompt_text, options.scope)
+        seen = screen(scorer, prompt_text, options.scope, options.window)
         if threshold is None:
             return Inspection(prompt_text, (), seen.score, None, None)
         return Inspection(seen.filtered(threshold), tuple(seen.removed(threshold)), seen.score, threshold,
