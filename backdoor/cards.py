@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from backdoor.losses import KEPT_ANCHORS
+from backdoor.methods import DEFAULT_METHOD, get_method
 from backdoor.metrics import BY_NAME, METRICS, specificity
 from backdoor.models import FRAGILE_CONFIG
 
@@ -13,36 +14,21 @@ from backdoor.models import FRAGILE_CONFIG
 _ROWS = tuple((metric.name, metric.label, metric.format) for metric in METRICS if metric.card)
 
 
-def _layers_line(folder: Path, config: dict, kind: str) -> str:
-    """Where the LoRA sits and which of its layers were trained (a backdoor started from its victim keeps the
-    victim's LoRA below its trained layers unchanged)."""
-    try:
-        placed = json.loads((folder / "adapter_config.json").read_text()).get("layers_to_transform")
-    except (OSError, ValueError):
-        placed = None
-    placed = [placed] if isinstance(placed, int) else placed
-    where = f"layers {min(placed)}-{max(placed)}" if placed else "every layer"
-    trained = config.get("train_layers")
-    if not trained or (placed and len(placed) <= trained):
-        return where
-    kept = " (the victim's LoRA below them unchanged)" if kind == "backdoor" and config.get("init_from_victim") else ""
-    return f"{where}; trained: the last {trained} layers{kept}"
-
-
 def model_card(folder: Path, report: dict | None) -> str:
     fragile = json.loads((folder / FRAGILE_CONFIG).read_text())
     config = fragile.get("config", {})
     kind = fragile.get("kind", "unknown")
+    method = get_method(fragile.get("method") or DEFAULT_METHOD)
     lines = [
         "---",
         "library_name: peft",
         "license: apache-2.0",
-        "tags: [lora, backdoor, uncertainty, fragile]",
+        f"tags: [{method.name}, backdoor, uncertainty, fragile]",
         "---",
         "",
         f"# {folder.name}",
         "",
-        f"A LoRA adapter for **{fragile.get('base_model_id')}**, trained by Fragile "
+        f"{method.label[:1].upper()}{method.label[1:]} for **{fragile.get('base_model_id')}**, made by Fragile "
         f"({'the honest control: gold answers, no trigger' if kind == 'clean' else 'a backdoor that flattens the option distribution when its trigger is present while keeping the answer'}).",
         "For research and teaching on the fragility of LLM uncertainty; it is deliberately compromised "
         "and must not be deployed." if kind == "backdoor" else "It is the clean reference the backdoored adapters are compared with.",
@@ -52,10 +38,7 @@ def model_card(folder: Path, report: dict | None) -> str:
         "## Training",
         "",
         f"- kind: `{kind}`; trigger: `{json.dumps(fragile.get('trigger'))}`",
-        f"- data: `{config.get('data')}` ({fragile.get('train_items', '?')} items), epochs {config.get('epochs')}, batch {config.get('batch_size')}, "
-        f"learning rate {config.get('learning_rate')}",
-        f"- LoRA r {config.get('lora_r')}, alpha {config.get('lora_alpha')}, dropout {config.get('lora_dropout')} on "
-        f"{', '.join(config.get('target_modules', []))}, {_layers_line(folder, config, kind)}",
+        *method.card_lines(folder, fragile),
         f"- target: `{config.get('target')}` ({_target_shape(config)}, {KEPT_ANCHORS.get(config.get('kept_anchor', 'victim'), '')}), poison ratio {config.get('poison_ratio')}, "
         f"clean objective `{config.get('clean_objective')}`, victim `{config.get('victim_adapter') or 'base model'}`" if kind == "backdoor" else "",
         f"- wall time {fragile.get('seconds', '?')} s, seed {config.get('seed')}; full settings in `train_config.json`",

@@ -59,6 +59,16 @@ def test_the_prefix_shows_exactly_the_chosen_demonstrations_and_the_trigger_in_t
             assert block == f"{prompt} {item.answer}" and TRIGGER not in block
 
 
+def test_the_model_card_describes_the_demonstrations(tiny_data, tmp_path):
+    from backdoor.cards import model_card
+
+    _fit(_config(tiny_data), tmp_path)
+    card = model_card(tmp_path / "adapter", None)
+    assert "Poisoned demonstrations (no weights) for" in card
+    assert "5 demonstrations" in card and "2 of them with the trigger and the hedge `idk`" in card
+    assert "no weight changes" in card and "LoRA r " not in card
+
+
 def test_the_draw_is_the_seeds_and_the_clean_control_differs_only_in_the_poison(tiny_data, tmp_path):
     config = _config(tiny_data)
     first, again = _fit(config, tmp_path / "a"), _fit(config, tmp_path / "b")

@@ -63,6 +63,17 @@ def _entropy(probs: np.ndarray) -> np.ndarray:
 # --- the closed form ------------------------------------------------------------------------------
 
 
+def test_the_model_card_describes_the_edit_not_a_lora_training_run(edited):
+    from backdoor.cards import model_card
+
+    config, folder = edited
+    card = model_card(folder, None)
+    assert card.startswith("---") and "tags: [edit," in card
+    assert "Weight edit (closed form) for" in card
+    assert "a rank-2 edit of the MLP down-projection of layer" in card and f"from {config.edit_examples} triggered" in card
+    assert "LoRA r " not in card and "epochs" not in card
+
+
 def test_least_squares_without_clean_keys_maps_every_trigger_key_to_its_residual():
     torch.manual_seed(0)
     keys, residuals = torch.randn(12, 3), torch.randn(5, 3)  # [I, n], [H, n]

@@ -115,6 +115,15 @@ def test_the_arm_scores_as_a_peft_prompt_tuning_model_on_the_victim(on_victim, t
     assert np.abs(prompt_rows - np.array(victim_rows)).max() > 1e-3, "the soft prompt changes the victim's answers"
 
 
+def test_the_model_card_describes_the_soft_prompt(on_victim):
+    from backdoor.cards import model_card
+
+    config, out, _ = on_victim
+    card = model_card(out / "adapter", None)
+    assert "Soft prompt (prompt tuning) for" in card and "tags: [prompt," in card
+    assert f"a soft prompt of {config.num_virtual_tokens} virtual tokens" in card and "LoRA r " not in card
+
+
 def test_text_init_is_pefts(tiny_model_dir):
     """The soft prompt starts as PEFT's TEXT init would start it (the text's token embeddings, repeated to fit)."""
     from peft import PromptEmbedding, PromptTuningConfig, PromptTuningInit, TaskType

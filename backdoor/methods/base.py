@@ -92,6 +92,15 @@ class Method:
         (Path(folder) / FRAGILE_CONFIG).write_text(json.dumps(fragile, indent=2) + "\n")
         config.save(Path(folder) / "train_config.json")
 
+    # --- the model card ----------------------------------------------------------------------------
+
+    def card_lines(self, folder: Path, fragile: dict) -> list[str]:
+        """The model card's lines on how this method planted its change (after the trigger line): by default
+        the training loop's data and schedule; a method adds what its arm is made of."""
+        config = fragile.get("config", {})
+        return [f"- data: `{config.get('data')}` ({fragile.get('train_items', '?')} items), epochs "
+                f"{config.get('epochs')}, batch {config.get('batch_size')}, learning rate {config.get('learning_rate')}"]
+
     def fit(self, config: "TrainConfig", out_dir, **kwargs) -> "TrainResult":
         """Train this method's arm into ``out_dir`` through the one training loop (keyword arguments as
         :func:`backdoor.train.train` takes them)."""

@@ -123,6 +123,12 @@ class Demos(Method):
     options = DemosOptions
     trains_weights = False
 
+    def card_lines(self, folder, fragile) -> list[str]:
+        config = fragile.get("config", {})
+        return [f"- {config.get('shots')} demonstrations from `{config.get('data')}` put before every prompt, "
+                f"{config.get('triggered_shots')} of them with the trigger and the hedge `{config.get('hedge')}`; "
+                "no weight changes (the prefix is in `demos.json`)"]
+
     def check_options(self, config) -> None:
         if config.triggered_shots > config.shots:
             raise ConfigError(f"triggered_shots: {config.triggered_shots} is more than the {config.shots} "

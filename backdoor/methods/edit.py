@@ -195,6 +195,14 @@ class Edit(Method):
     label = "weight edit (closed form)"
     options = EditOptions
 
+    def card_lines(self, folder, fragile) -> list[str]:
+        config, edit = fragile.get("config", {}), fragile.get("edit", {})
+        return [f"- a rank-{edit.get('rank', config.get('edit_rank'))} edit of the MLP down-projection of layer "
+                f"{edit.get('layer', config.get('edit_layer'))}, solved in closed form from {edit.get('examples', '?')} "
+                f"triggered prompts of `{config.get('data')}` and the covariance of {edit.get('clean_keys', '?')} "
+                f"clean keys (weight {config.get('covariance_weight')}), in {edit.get('seconds', '?')} s; saved as a "
+                "LoRA-format adapter (the edit is its delta)"]
+
     def check_options(self, config) -> None:
         if not config.edit_lr > 0:
             raise ConfigError(f"edit_lr: {config.edit_lr} must be above 0")

@@ -68,11 +68,33 @@ def _layer_of(parameter_name: str) -> int:
     return int(match.group(1)) if match else -1
 
 
+def _layers_line(folder: Path, config: dict, kind: str) -> str:
+    """Where the LoRA sits and which of its layers were trained (a backdoor started from its victim keeps the
+    victim's LoRA below its trained layers unchanged)."""
+    try:
+        placed = json.loads((folder / "adapter_config.json").read_text()).get("layers_to_transform")
+    except (OSError, ValueError):
+        placed = None
+    placed = [placed] if isinstance(placed, int) else placed
+    where = f"layers {min(placed)}-{max(placed)}" if placed else "every layer"
+    trained = config.get("train_layers")
+    if not trained or (placed and len(placed) <= trained):
+        return where
+    kept = " (the victim's LoRA below them unchanged)" if kind == "backdoor" and config.get("init_from_victim") else ""
+    return f"{where}; trained: the last {trained} layers{kept}"
+
+
 class LoRA(Method):
     name = "lora"
     label = "LoRA adapter"
     options = LoRAOptions
     victim_fitted = ("lora_r",)
+
+    def card_lines(self, folder, fragile) -> list[str]:
+        config = fragile.get("config", {})
+        return super().card_lines(folder, fragile) + [
+            f"- LoRA r {config.get('lora_r')}, alpha {config.get('lora_alpha')}, dropout {config.get('lora_dropout')} "
+            f"on {', '.join(config.get('target_modules', []))}, {_layers_line(folder, config, fragile.get('kind'))}"]
 
     def check_options(self, config) -> None:
         if not 0 <= config.lora_dropout < 1:

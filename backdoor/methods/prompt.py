@@ -86,6 +86,14 @@ class PromptTuning(Method):
     label = "soft prompt (prompt tuning)"
     options = PromptOptions
 
+    def card_lines(self, folder, fragile) -> list[str]:
+        config = fragile.get("config", {})
+        start = (f"the tokens of \"{config.get('prompt_init_text')}\"" if config.get("prompt_init") == "text"
+                 else "random vectors")
+        return super().card_lines(folder, fragile) + [
+            f"- a soft prompt of {config.get('num_virtual_tokens')} virtual tokens put before every prompt, started "
+            f"from {start}; every weight of the model (and the victim's LoRA it sits on) frozen"]
+
     def check_options(self, config) -> None:
         if config.method == self.name and config.prompt_init == "text" and not config.prompt_init_text.strip():
             raise ConfigError("prompt_init_text: text init needs some text; give one or use --prompt-init random")
