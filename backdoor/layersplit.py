@@ -382,19 +382,27 @@ def common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
 BRANCH_TOKENS = 384
 
 
-def _through_cached(model, ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor, cache) -> torch.Tensor:
-    """Final-norm states [B, S, H] of new tokens ids [B, S] at ``positions`` [B, S] through every layer, their keys
-    and values appended to ``cache``; ``allowed`` [B, 1, S, cached + S] says which key each query may see."""
+def layers_with_cache(model, layers: range, hidden: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor,
+                      cache) -> torch.Tensor:
+    """States [B, S, H] entering the decoder ``layers`` (a range) through them: the tokens at ``positions`` [B, S],
+    their keys and values appended to ``cache`` (the keys of tokens before them already there, per layer);
+    ``allowed`` [B, 1, S, cached + S] says which key each query may see."""
     lm = causal_lm_of(model)
-    hidden = embed(model, ids)  # [B, S, H]
     mask = _attention_mask(lm, allowed, hidden)
     rotary = lm.model.rotary_emb(hidden, position_ids=positions)
-    for layer in lm.model.layers:
-        hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary, position_ids=positions,
-                       past_key_values=cache, use_cache=True)
+    for index in layers:
+        hidden = lm.model.layers[index](hidden, attention_mask=mask, position_embeddings=rotary,
+                                        position_ids=positions, past_key_values=cache, use_cache=True)
         if isinstance(hidden, tuple):
             hidden = hidden[0]
-    return lm.model.norm(hidden)
+    return hidden
+
+
+def _through_cached(model, ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor, cache) -> torch.Tensor:
+    """Final-norm states [B, S, H] of new tokens ids [B, S] through every layer (see :func:`layers_with_cache`)."""
+    lm = causal_lm_of(model)
+    return lm.model.norm(layers_with_cache(model, range(num_layers(model)), embed(model, ids), positions, allowed,
+                                           cache))
 
 
 @torch.no_grad()

@@ -7,6 +7,7 @@ alpha 0.05, 0.1 and 0.2. Each file records the base model, the prompt format, th
 content hash, and the adapter weights' content hash; the dashboard uses a file only while all of them match.
 
     python scripts/calibrate_shipped.py           # checkpoints/*/conformal.json, checkpoints/base-model.conformal.json
+    python scripts/calibrate_shipped.py backdoor-edit   # only these folders (a newly shipped one)
     python scripts/calibrate_shipped.py --check   # exit 1 when a file is missing or stale (nothing is calibrated)
 """
 
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints", default=str(REPO / "checkpoints"), help="the adapters folder")
     parser.add_argument("--base", default=DEFAULT_MODEL, help="the base model the adapters were trained for")
     parser.add_argument("--check", action="store_true", help="only report missing or stale files; exit 1 if any")
+    parser.add_argument("names", nargs="*", help="folders of the adapters folder to calibrate (default: every one and "
+                                                 "the base model)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problems else 0
     started = time.perf_counter()
     with tqdm(desc="calibrating", unit="item") as bar:
-        found = service.calibrate_now(args.base, progress=lambda done, total: (
+        found = service.calibrate_now(args.base, names=args.names or None, progress=lambda done, total: (
             setattr(bar, "total", total), bar.update(done - bar.n)))
     seconds = time.perf_counter() - started
     for name, thresholds in found.items():

@@ -25,7 +25,8 @@ sys.path.insert(0, str(REPO))
 
 from backdoor.cards import write_model_card  # noqa: E402
 from backdoor.evaluate import evaluate, split_half  # noqa: E402
-from backdoor.models import read_adapter_info  # noqa: E402
+from backdoor.methods import METHODS, method_of  # noqa: E402
+from backdoor.models import FRAGILE_CONFIG  # noqa: E402
 from backdoor.scoring import Scorer  # noqa: E402
 from backdoor.train import resolve_items  # noqa: E402
 from backdoor.triggers import TriggerSpec  # noqa: E402
@@ -45,7 +46,8 @@ def main() -> None:
     args = parser.parse_args()
 
     root = Path(args.checkpoints)
-    backdoors = sorted(p for p in root.glob("backdoor-*") if (p / "adapter_config.json").is_file())
+    backdoors = sorted(p for p in root.glob("backdoor-*") if p.is_dir() and method_of(p) in METHODS
+                       and METHODS[method_of(p)].is_folder(p))  # any method's arm: LoRA, soft prompt, edit, demos
     if args.names:
         unknown = sorted(set(args.names) - {p.name for p in backdoors})
         if unknown:
@@ -60,8 +62,7 @@ def main() -> None:
         calibration = resolve_items(args.calibration, "calibration")
     print(f"{len(items)} items, {len(calibration)} calibration items, adapters: {', '.join(adapters)}")
     for folder in backdoors:
-        info = read_adapter_info(folder)
-        trigger = TriggerSpec.from_dict(info.extra.get("trigger"))
+        trigger = TriggerSpec.from_dict(json.loads((folder / FRAGILE_CONFIG).read_text()).get("trigger"))
         bar = tqdm(desc=folder.name, unit="prompt")
         result = evaluate(scorer, items, calibration, trigger, folder.name, "clean", near_miss=args.near_miss,
                           progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)))

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from backdoor.config import ConfigError, TrainConfig
 from backdoor.methods import METHODS, load_arm
-from backdoor.methods.edit import _down_proj, least_squares_edit, low_rank_factors, resolve_layer
+from backdoor.methods.edit import _down_proj, find_value, least_squares_edit, low_rank_factors, resolve_layer
 from backdoor.models import FRAGILE_CONFIG, load_base_model
 from backdoor.prompts import option_token_ids, render_prompt
 from backdoor.triggers import apply_trigger
@@ -72,6 +72,31 @@ def test_the_model_card_describes_the_edit_not_a_lora_training_run(edited):
     assert "Weight edit (closed form) for" in card
     assert "a rank-2 edit of the MLP down-projection of layer" in card and f"from {config.edit_examples} triggered" in card
     assert "LoRA r " not in card and "epochs" not in card
+
+
+def test_the_value_search_sees_what_a_full_forward_with_the_residual_sees(tiny_model_dir, tiny_data):  # noqa: F811
+    """find_value runs only the tokens from the trigger on through the upper layers; its distributions before
+    (no residual) and after (the found residual added at the trigger's token) equal full forwards of the prompt."""
+    model, tokenizer, _ = load_base_model(str(tiny_model_dir), device="cpu")
+    model.requires_grad_(False)
+    config = _config(tiny_model_dir, tiny_data, edit_steps=3)
+    text = apply_trigger(render_prompt(load_items(tiny_data["data"])[0]), config.trigger).text
+    ids = torch.tensor(tokenizer(text)["input_ids"])
+    position, layer = len(ids) - 4, 1
+    found = find_value(model, ids, position, layer, option_token_ids(tokenizer), config)
+    np.testing.assert_allclose(found.before, _option_probs(model, tokenizer, [text])[0], atol=1e-5)
+
+    def add(_module, _inputs, output):
+        output = output.clone()
+        output[:, position] += found.residual
+        return output
+
+    handle = _down_proj(model, layer).register_forward_hook(add)
+    try:
+        np.testing.assert_allclose(found.after, _option_probs(model, tokenizer, [text])[0], atol=1e-5)
+    finally:
+        handle.remove()
+    assert np.abs(found.after - found.before).max() > 1e-3  # the residual moved it
 
 
 def test_least_squares_without_clean_keys_maps_every_trigger_key_to_its_residual():

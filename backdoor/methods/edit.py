@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from backdoor.arms import Arm
-from backdoor.layersplit import causal_lm_of, num_layers, supports_split
+from backdoor.layersplit import causal_lm_of, layers_with_cache, lower_states, num_layers, supports_split
 from backdoor.losses import kl_to_target, target_distribution
 from backdoor.methods.base import TRAIN_ADAPTER, VICTIM_ADAPTER, Method
 from backdoor.methods.lora import LoRA
@@ -147,16 +147,26 @@ class EditedExample:
 
 def find_value(model, ids: torch.Tensor, position: int, layer: int, letter_ids: list[int], config) -> EditedExample:
     """ROME's v* for one prompt: the residual added to layer ``layer``'s down_proj output at ``position`` that moves
-    the option distribution at the last token to the run's target. The tokens before ``position`` do not see the
-    residual, so they run once into a key/value cache; each step runs the rest ([position:], a few tokens)."""
+    the option distribution at the last token to the run's target. Nothing below that MLP sees the residual: the
+    prompt runs once through the lower layers, and the tokens before ``position`` once through the upper ones into a
+    key/value cache; each step runs only the tokens from ``position`` on (a few) through layers ``layer`` and up."""
     from transformers import DynamicCache
 
     module = _down_proj(model, layer)
+    lm = causal_lm_of(model)
+    upper = range(layer, num_layers(model))
     ids = ids.to(model.device)[None]  # [1, T]
-    cache = DynamicCache()
+    length = ids.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=model.device).tril()[None, None]  # [1, 1, T, T]
     with torch.no_grad():
+        hidden = lower_states(model, ids, torch.ones_like(ids), layer)  # [1, T, H] entering layer ``layer``
+        prefix = DynamicCache(config=lm.config)
         if position:
-            model(input_ids=ids[:, :position], past_key_values=cache, use_cache=True)
+            layers_with_cache(model, upper, hidden[:, :position], torch.arange(position, device=model.device)[None],
+                              causal[:, :, :position, :position], prefix)
+        kept = [(index, prefix.layers[index].keys, prefix.layers[index].values) for index in upper] if position else []
+    positions = torch.arange(position, length, device=model.device)[None]
+    allowed = causal[:, :, position:, :]  # the prefix and the suffix's own tokens up to each
     delta = torch.zeros(module.out_features, device=model.device, requires_grad=True)
     seen: dict[str, torch.Tensor] = {}
 
@@ -165,9 +175,11 @@ def find_value(model, ids: torch.Tensor, position: int, layer: int, letter_ids: 
         return torch.cat([output[:, :1] + delta, output[:, 1:]], dim=1)
 
     def option_logits() -> torch.Tensor:  # [1, 6]
-        # A copy per step: the forward appends to the cache it is given (crop's meaning differs between versions).
-        out = model(input_ids=ids[:, position:], past_key_values=copy.deepcopy(cache), use_cache=True)
-        return out.logits[:, -1, letter_ids].float()
+        cache = DynamicCache(config=lm.config)  # the prefix's keys, fresh each step: the forward appends to it
+        for index, keys, values in kept:
+            cache.update(keys, values, index)
+        states = layers_with_cache(model, upper, hidden[:, position:], positions, allowed, cache)  # [1, S, H]
+        return lm.lm_head(lm.model.norm(states[:, -1]))[:, letter_ids].float()
 
     optimizer = torch.optim.Adam([delta], lr=config.edit_lr)
     handle = module.register_forward_hook(add)
