@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -163,7 +164,8 @@ def _x_range(reports: dict[str, dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoints", default=str(REPO / "checkpoints"))
+    # Relative when run from the repository (as the reports then name their adapters: no machine's paths in them).
+    parser.add_argument("--checkpoints", default=os.path.relpath(REPO / "checkpoints"))
     parser.add_argument("--base-model", default="default")
     parser.add_argument("--data", default="test", help="the test split of the corpus table")
     parser.add_argument("--calibration", default="calibration", help="the defender's clean items")
