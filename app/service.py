@@ -28,7 +28,7 @@ import numpy as np
 from backdoor import calibration, nearmiss, uncertainty
 from backdoor.arms import Arm, base_arm
 from backdoor.calibration import CalibrationSource, ConformalThresholds
-from backdoor.methods import METHODS, load_arm, method_of
+from backdoor.methods import DEFAULT_METHOD, METHODS, load_arm, method_of
 from backdoor.models import (
     ADAPTER_CONFIG,
     BASE_ADAPTER,
@@ -158,9 +158,12 @@ class AdapterChoice:
         """What the models-to-compare field shows."""
         if self.name == BASE_ADAPTER:
             return BASE_LABEL
+        # A method other than the LoRA adapter (the default every earlier folder holds) is named too.
+        made = (f", {METHODS[self.arm.method].label}" if self.arm.method in METHODS
+                and self.arm.method != DEFAULT_METHOD else "")
         if self.role == "backdoor" and self.trigger is not None:
-            return f"{self.name} (backdoor, {self.trigger.kind} trigger)"
-        return f"{self.name} ({self.role})"
+            return f"{self.name} (backdoor, {self.trigger.kind} trigger{made})"
+        return f"{self.name} ({self.role}{made})"
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,9 @@ def test_an_arm_of_another_method_is_offered_and_scores_as_the_base_model_on_its
 
     catalog = app_service.catalog(base)
     choice = catalog.get("demonstrations")
-    assert choice is not None and (choice.role, choice.label) == ("backdoor", "demonstrations (backdoor)")
+    # the models-to-compare field names the method of an arm that is not a LoRA adapter
+    assert choice is not None and (choice.role, choice.label) == ("backdoor", "demonstrations (backdoor, "
+                                                                             "Demonstrations (test))")
     assert "for-another-model" not in catalog.names() and "SomeOtherModel-1B" in dict(catalog.refused)["for-another-model"]
 
     item, trigger = app_service.showcase()[0], app_service.trigger("text")
