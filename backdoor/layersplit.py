@@ -388,7 +388,13 @@ def layers_with_cache(model, layers: range, hidden: torch.Tensor, positions: tor
     their keys and values appended to ``cache`` (the keys of tokens before them already there, per layer);
     ``allowed`` [B, 1, S, cached + S] says which key each query may see."""
     lm = causal_lm_of(model)
-    mask = _attention_mask(lm, allowed, hidden)
+    return _cached_layers(lm, layers, hidden, _attention_mask(lm, allowed, hidden), positions, cache)
+
+
+def _cached_layers(lm, layers: range, hidden: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                   cache) -> torch.Tensor:
+    """``hidden`` through the decoder ``layers`` with ``mask`` as the attention implementation takes it, keys and
+    values appended to ``cache``."""
     rotary = lm.model.rotary_emb(hidden, position_ids=positions)
     for index in layers:
         hidden = lm.model.layers[index](hidden, attention_mask=mask, position_embeddings=rotary,
@@ -603,13 +609,8 @@ def run_families(model, layers: range, id_rows: list[torch.Tensor], inputs: list
                                 for plan in plans if plan.s], dim=2)
             cache.update(keys, values, index)
 
-    causal = _tree_mask(lm, family_of, branch, cached_total, hidden)
-    rotary = lm.model.rotary_emb(hidden, position_ids=positions)
-    for index in layers:
-        hidden = lm.model.layers[index](hidden, attention_mask=causal, position_embeddings=rotary,
-                                        position_ids=positions, past_key_values=cache, use_cache=True)
-        if isinstance(hidden, tuple):
-            hidden = hidden[0]
+    hidden = _cached_layers(lm, layers, hidden, _tree_mask(lm, family_of, branch, cached_total, hidden), positions,
+                            cache)
 
     # Cut each prompt's own keys, values and states out of the shared sequence.
     kv = [(cache.layers[index].keys, cache.layers[index].values) for index in layers]  # [R, kv_heads, cached + Q, d]
