@@ -110,18 +110,28 @@ class DefendService:
             return None
         return report
 
-    def threshold(self, adapter: str, defense: str) -> float | None:
-        """A detector's threshold for a column: from the adapter's own shipped report, else (a clean control) from
-        a backdoor's report measured with this adapter as its control. None where no report says."""
-        own = self.reports(adapter).get(defense)
+    def calibrated(self, adapter: str, defense: Defense):
+        """A detector's threshold for a column and the options it was calibrated with (the column's inspection must
+        use the same ones): from the adapter's own shipped report, else (a clean control) from a backdoor's report
+        measured with this adapter as its control. No threshold (and the defaults) where no report says, or where
+        the report's options are not this version's."""
+        found = None
+        own = self.reports(adapter).get(defense.name)
         if own is not None and own.get("threshold") is not None:
-            return float(own["threshold"])
-        for folder in sorted(Path(self.service.config.adapters_dir).glob(f"*/{REPORTS_FOLDER}/{defense}.json")):
-            report = shipped_reports(folder.parent.parent).get(defense) or {}
-            control = report.get("on_control") or {}
-            if same_name(report.get("control"), adapter) and control.get("threshold") is not None:
-                return float(control["threshold"])
-        return None
+            found = (float(own["threshold"]), own.get("options"))
+        else:
+            for folder in sorted(Path(self.service.config.adapters_dir).glob(f"*/{REPORTS_FOLDER}/{defense.name}.json")):
+                report = shipped_reports(folder.parent.parent).get(defense.name) or {}
+                control = report.get("on_control") or {}
+                if same_name(report.get("control"), adapter) and control.get("threshold") is not None:
+                    found = (float(control["threshold"]), report.get("options"))
+                    break
+        if found is not None:
+            try:
+                return found[0], make_options(defense, found[1] if isinstance(found[1], dict) else {})
+            except (ConfigError, TypeError, ValueError):
+                pass
+        return None, make_options(defense)
 
     # --- the attack demo -----------------------------------------------------------------------
 
@@ -135,9 +145,10 @@ class DefendService:
         names = [column.adapter.name for column in comparison.columns]
         scorer, choices, arm_names = self.service.attach(comparison.base, names)
         prompt = comparison.triggered_prompt.text if trigger_on else comparison.clean_prompt
-        options = make_options(defense)
-        inspections = [defense.inspect(scorer, arm, prompt, options, self.threshold(choice.name, defense.name))
-                       for choice, arm in zip(choices, arm_names)]
+        inspections = []
+        for choice, arm in zip(choices, arm_names):
+            threshold, options = self.calibrated(choice.name, defense)
+            inspections.append(defense.inspect(scorer, arm, prompt, options, threshold))
         changed = [index for index, inspection in enumerate(inspections) if inspection.text != prompt]
         filtered: dict[int, OptionScores] = {}
         if changed:

@@ -51,13 +51,21 @@ class _WordFilter(Defense):
         return Inspection(text, tuple(removed))
 
 
-class _LengthDetector(Defense):
-    """A stand-in detector: the prompt's length in thousands of characters, flagged above the threshold."""
+@dataclass(frozen=True)
+class _LengthOptions:
+    """The length detector's one setting."""
 
-    name, label, kind, source, options, inspects = "test-detector", "Length detector (test)", DETECT, "a test", _NoOptions, True
+    unit: int = 1000  # characters per unit of the score
+
+
+class _LengthDetector(Defense):
+    """A stand-in detector: the prompt's length in ``unit`` characters, flagged above the threshold."""
+
+    name, label, kind, source, options, inspects = ("test-detector", "Length detector (test)", DETECT, "a test",
+                                                    _LengthOptions, True)
 
     def inspect(self, scorer, adapter, prompt_text, options, threshold):
-        score = len(prompt_text) / 1000
+        score = len(prompt_text) / options.unit
         return Inspection(prompt_text, (), score, threshold, None if threshold is None else score > threshold)
 
 
@@ -187,6 +195,19 @@ def test_a_detector_shows_its_score_and_the_verdict_against_the_shipped_threshol
     assert 'data-flagged="false"' in stats["clean"] and "vs threshold 100.000" in stats["clean"]  # the control's own
     assert 'data-flagged=""' in stats["__base__"] and "no shipped threshold" in stats["__base__"]
     assert "fr-removed" not in out[1]
+
+
+def test_a_detector_inspects_with_the_options_its_shipped_threshold_was_calibrated_with(app_service, app_checkpoints,
+                                                                                       stand_ins):
+    """A threshold only means something with the settings it was set under: the column reads them from the report."""
+    ship(app_checkpoints, "backdoor", "test-detector", DETECTOR_REPORT, threshold=0.01, options={"unit": 1})
+    ship(app_checkpoints, "clean", "test-detector", DETECTOR_REPORT, threshold=0.01, options={"unknown": 3})
+    out = Handlers(app_service).compare(*_args(app_service, "test-detector"))
+    stats = {slot[1].split('data-adapter="')[1].split('"')[0]: slot[3] for slot in _slots(out)[:3]}
+    length = float(stats["__base__"].split("score ")[1].split()[0]) * 1000  # the default unit: no report for it
+    assert f"score {length:.3f} vs threshold 0.010" in stats["backdoor"]  # unit 1, as the report says
+    # a report whose options this version does not know gives no verdict rather than a wrong one
+    assert "no shipped threshold" in stats["clean"] and f"score {length / 1000:.3f}" in stats["clean"]
 
 
 def test_the_demo_offers_none_and_only_the_defenses_that_inspect(stand_ins):
