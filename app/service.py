@@ -524,10 +524,12 @@ class DashboardService:
 
     def headline_backdoor(self, catalog: AdapterCatalog) -> AdapterChoice | None:
         """The backdoor a talk shows first: the paper's text trigger (``666`` before the cue), else the
-        syntactic, style or a custom trigger, else any backdoor; the first by name within a kind."""
+        syntactic, style or a custom trigger, else any backdoor; within a kind the paper's method (a LoRA adapter)
+        before the others (a soft prompt, an edit, demonstrations), then the first by name."""
         backdoors = [c for c in catalog.offered if c.role == "backdoor"]
         order = {kind: rank for rank, kind in enumerate(HEADLINE_TRIGGERS)}
-        return min(backdoors, key=lambda c: order.get(c.trigger.kind if c.trigger else "", len(order)), default=None)
+        return min(backdoors, key=lambda c: (order.get(c.trigger.kind if c.trigger else "", len(order)),
+                                             c.arm.method != DEFAULT_METHOD), default=None)
 
     def default_columns(self, catalog: AdapterCatalog) -> list[str]:
         """Base model, the first clean adapter and the headline backdoor: the comparison a talk needs."""

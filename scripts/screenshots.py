@@ -1,7 +1,8 @@
-"""Regenerate the README's screenshots of the attack demo: the presenter layout at 1280x720 and the normal layout
-at 1600x1000, both with the trigger on, on the embedded default model with the shipped adapters in checkpoints/.
+"""Regenerate the README's screenshots: the attack demo's presenter layout at 1280x720 and its normal layout at
+1600x1000, both with the trigger on, and the Defend tab at 1600x1000, on the embedded default model with the shipped
+adapters in checkpoints/.
 
-    python scripts/screenshots.py                  # -> docs/img/presenter-1280x720.png, docs/img/attack-demo-1600x1000.png
+    python scripts/screenshots.py   # -> docs/img/presenter-1280x720.png, attack-demo-1600x1000.png, defend-tab-1600x1000.png
     python scripts/screenshots.py --out /tmp/shots --calibration-items 48
 
 Needs the test tools (bash scripts/setup.sh --test: Playwright and Debian's chromium). The app runs in this
@@ -23,10 +24,14 @@ sys.path.insert(0, str(REPO))
 
 logger = logging.getLogger("screenshots")
 
-# (file name, viewport, link): the trigger on, so the pictures show the attack, not just the page.
+# (file name, viewport, link, what shows it is drawn): the trigger on, so the pictures show the attack, not just the
+# page; the Defend tab on the headline backdoor with STRIP's shipped report (its table and ROC curve).
+ATTACK_DRAWN = "#fr-columns .fr-head[data-trigger-on='true']"
+DEFEND_DRAWN = "#fr-defend-plot .legendtext"
 SHOTS = (
-    ("presenter-1280x720.png", (1280, 720), "?presenter=1&on=1"),
-    ("attack-demo-1600x1000.png", (1600, 1000), "?on=1"),
+    ("presenter-1280x720.png", (1280, 720), "?presenter=1&on=1", ATTACK_DRAWN),
+    ("attack-demo-1600x1000.png", (1600, 1000), "?on=1", ATTACK_DRAWN),
+    ("defend-tab-1600x1000.png", (1600, 1000), "?tab=defend&defense=strip", DEFEND_DRAWN),
 )
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -68,11 +73,12 @@ def shoot(url: str, out: Path) -> list[Path]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
-            for name, (width, height), link in SHOTS:
+            for name, (width, height), link, drawn in SHOTS:
                 page = browser.new_context(viewport={"width": width, "height": height}).new_page()
                 page.goto(url + link)
-                page.wait_for_selector("#fr-columns .fr-head[data-trigger-on='true']", timeout=300_000)
-                page.wait_for_function(PLOTS_SETTLED, timeout=60_000)
+                page.wait_for_selector(drawn, timeout=300_000)
+                if drawn == ATTACK_DRAWN:
+                    page.wait_for_function(PLOTS_SETTLED, timeout=60_000)
                 page.wait_for_timeout(500)  # the last repaint after plotly's resize
                 path = out / name
                 page.screenshot(path=str(path))

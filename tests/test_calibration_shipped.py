@@ -224,11 +224,14 @@ def test_shipped_adapters_show_sets_on_the_first_compare(shipped_service, monkey
     catalog = shipped_service.catalog(base)
     names = catalog.names()
     assert {"clean", "backdoor-text", "backdoor-syntactic", "backdoor-style"} <= set(names)
-    comparison = shipped_service.compare(base, names, shipped_service.showcase()[0],
-                                         shipped_service.default_trigger(catalog))
-    for column in comparison.columns:
+    most = shipped_service.limits.max_columns  # every shipped adapter, in as few compares as the page allows
+    columns = [column for start in range(0, len(names), most)
+               for column in shipped_service.compare(base, names[start : start + most], shipped_service.showcase()[0],
+                                                     shipped_service.default_trigger(catalog)).columns]
+    assert [column.adapter.name for column in columns] == names
+    for column in columns:
         assert column.clean_set and column.triggered_set and column.calibration_note == "", column.adapter.name
-    backdoor = next(c for c in comparison.columns if c.adapter.name == "backdoor-text")
+    backdoor = next(c for c in columns if c.adapter.name == "backdoor-text")
     assert len(backdoor.triggered_set) >= len(backdoor.clean_set)
 
 
