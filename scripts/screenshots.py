@@ -25,13 +25,13 @@ sys.path.insert(0, str(REPO))
 logger = logging.getLogger("screenshots")
 
 # (file name, viewport, link, what shows it is drawn): the trigger on, so the pictures show the attack, not just the
-# page; the Defend tab on the headline backdoor with STRIP's shipped report (its table and ROC curve).
+# page; the Defend tab on the headline backdoor with its first defense's shipped report (table and ROC curve).
 ATTACK_DRAWN = "#fr-columns .fr-head[data-trigger-on='true']"
 DEFEND_DRAWN = "#fr-defend-plot .legendtext"
 SHOTS = (
     ("presenter-1280x720.png", (1280, 720), "?presenter=1&on=1", ATTACK_DRAWN),
     ("attack-demo-1600x1000.png", (1600, 1000), "?on=1", ATTACK_DRAWN),
-    ("defend-tab-1600x1000.png", (1600, 1000), "?tab=defend&defense=strip", DEFEND_DRAWN),
+    ("defend-tab-1600x1000.png", (1600, 1000), "?tab=defend", DEFEND_DRAWN),
 )
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
