@@ -333,9 +333,13 @@ class Handlers:
             gr.Warning(str(err))
             return gr.skip(), f"⚠️ {err}"
         names = catalog.names()
+        choices = self.adapter_choices(catalog)
+        if selected and all(name in names for name in selected):
+            # The selection is left alone, not sent back: a refresh whose inputs were read before a link set the
+            # columns (the Attack tab's select fires on page load) must not undo the link when it lands after it.
+            return gr.update(choices=choices), self.adapter_note(catalog)
         kept = [name for name in (selected or []) if name in names]
-        value = kept or self.service.default_columns(catalog)
-        return gr.update(choices=self.adapter_choices(catalog), value=value), self.adapter_note(catalog)
+        return gr.update(choices=choices, value=kept or self.service.default_columns(catalog)), self.adapter_note(catalog)
 
     @reports_errors("search the corpus", lambda self, message: (gr.update(choices=[], value=None), message))
     def browse(self, split: str, task: str, query: str):

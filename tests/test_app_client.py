@@ -66,7 +66,7 @@ def test_refresh_over_the_api_lists_new_adapters(served_app, app_checkpoints, ti
     client = gradio_client.Client(url, verbose=False)
     update, _ = client.predict(service.config.bases[0], ["clean"], api_name="/refresh_adapters")
     assert ["added-later (backdoor, text trigger)", "added-later"] in update["choices"]
-    assert update["value"] == ["clean"]  # the user's selection is kept
+    assert "value" not in update  # the user's selection is not sent back, so a late refresh cannot undo a newer one
     args = _args(service, service.showcase()[0].id)
     args[1] = ["clean", "added-later"]
     result = client.predict(*args, api_name="/compare")

@@ -209,9 +209,13 @@ def test_adapter_added_later_appears_without_restart(app_service, app_checkpoint
     copy_adapter(tiny_adapters["backdoor"], app_checkpoints / "late" / "adapter")
     update, _ = handlers.refresh_adapters(app_service.config.bases[0], ["clean"])
     assert "late" in [value for _, value in update["choices"]]
-    assert update["value"] == ["clean"]  # the user's selection is kept
+    assert "value" not in update  # the user's selection is not sent back, so a late refresh cannot undo a newer one
     outputs = handlers.compare(*_inputs(app_service, adapters=["clean", "late"]), True)
     assert 'data-adapter="late"' in _slots(outputs)[1][1]
+    # An adapter deleted while selected leaves the selection; the rest of it is kept.
+    shutil.rmtree(app_checkpoints / "late")
+    update, _ = handlers.refresh_adapters(app_service.config.bases[0], ["clean", "late"])
+    assert update["value"] == ["clean"] and "late" not in [value for _, value in update["choices"]]
 
 
 def test_retrained_adapter_is_reloaded_not_served_stale(app_service, app_checkpoints, tiny_adapters):
