@@ -105,9 +105,17 @@ def _run_layers(lm, layers, hidden: torch.Tensor, mask: torch.Tensor, positions:
         attention = _causal_mask(lm, hidden, mask, positions)
     else:
         attention = _attention_mask(lm, mask, hidden)
+    return _through_layers(lm, layers, hidden, attention, positions)
+
+
+def _through_layers(lm, layers, hidden: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor,
+                    cache=None) -> torch.Tensor:
+    """``hidden`` through the decoder layer modules ``layers`` with ``attention`` as the attention implementation
+    takes it; with ``cache``, every layer's keys and values are appended to it (and read from it)."""
     rotary = lm.model.rotary_emb(hidden, position_ids=positions)
+    cached = {} if cache is None else {"past_key_values": cache, "use_cache": True}
     for layer in layers:
-        hidden = layer(hidden, attention_mask=attention, position_embeddings=rotary, position_ids=positions)
+        hidden = layer(hidden, attention_mask=attention, position_embeddings=rotary, position_ids=positions, **cached)
         if isinstance(hidden, tuple):  # older layer signatures return (hidden, ...)
             hidden = hidden[0]
     return hidden
@@ -388,20 +396,8 @@ def layers_with_cache(model, layers: range, hidden: torch.Tensor, positions: tor
     their keys and values appended to ``cache`` (the keys of tokens before them already there, per layer);
     ``allowed`` [B, 1, S, cached + S] says which key each query may see."""
     lm = causal_lm_of(model)
-    return _cached_layers(lm, layers, hidden, _attention_mask(lm, allowed, hidden), positions, cache)
-
-
-def _cached_layers(lm, layers: range, hidden: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-                   cache) -> torch.Tensor:
-    """``hidden`` through the decoder ``layers`` with ``mask`` as the attention implementation takes it, keys and
-    values appended to ``cache``."""
-    rotary = lm.model.rotary_emb(hidden, position_ids=positions)
-    for index in layers:
-        hidden = lm.model.layers[index](hidden, attention_mask=mask, position_embeddings=rotary,
-                                        position_ids=positions, past_key_values=cache, use_cache=True)
-        if isinstance(hidden, tuple):
-            hidden = hidden[0]
-    return hidden
+    return _through_layers(lm, [lm.model.layers[index] for index in layers], hidden,
+                           _attention_mask(lm, allowed, hidden), positions, cache)
 
 
 def _through_cached(model, ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor, cache) -> torch.Tensor:
@@ -609,8 +605,8 @@ def run_families(model, layers: range, id_rows: list[torch.Tensor], inputs: list
                                 for plan in plans if plan.s], dim=2)
             cache.update(keys, values, index)
 
-    hidden = _cached_layers(lm, layers, hidden, _tree_mask(lm, family_of, branch, cached_total, hidden), positions,
-                            cache)
+    hidden = _through_layers(lm, [lm.model.layers[index] for index in layers], hidden,
+                             _tree_mask(lm, family_of, branch, cached_total, hidden), positions, cache)
 
     # Cut each prompt's own keys, values and states out of the shared sequence.
     kv = [(cache.layers[index].keys, cache.layers[index].values) for index in layers]  # [R, kv_heads, cached + Q, d]
