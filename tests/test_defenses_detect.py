@@ -1,4 +1,4 @@
-"""The three detectors on the tiny model: ONION's words and fast path, STRIP's seeded copies, screening."""
+"""The detectors on the tiny model: ONION's words and fast path, STRIP's seeded copies, screening, over-confidence."""
 
 from __future__ import annotations
 
@@ -218,6 +218,26 @@ def test_screening_scores_nothing_when_the_suspect_is_the_control(tiny_scorer, m
     result = get_defense("screening").run(setup)
     assert all(row["score"] == 0 for row in result.rows)
     assert result.report["auroc"] == 0.5 and result.report["tpr_at_fpr"] == 0
+
+
+# --- over-confidence (PSIM's signal) -----------------------------------------------------------------
+
+
+def test_over_confidence_scores_each_prompt_by_its_top_option_probability(tiny_scorer, make_item):
+    from backdoor.scoring import Cell
+
+    items, calibration = numbered_items(make_item, 4), numbered_items(make_item, 20, start=10)
+    result = get_defense("psim").run(setup_of(tiny_scorer, "psim", items, calibration))
+    top = {(cell.item.id, cell.trigger is not None): max(scored.probs) for cell, scored in
+           ((cell, tiny_scorer.score([cell])[0]) for item in items + calibration
+            for cell in (Cell(item, None, "backdoor"), Cell(item, TRIGGER, "backdoor")))}
+    for row in result.rows:
+        assert row["score"] == pytest.approx(top[(row["item_id"], row["condition"] == "trigger")], abs=1e-5)
+        assert row["flagged"] == (row["score"] > result.report["threshold"])
+    assert result.report["threshold"] == pytest.approx(
+        threshold_at_rate(np.array([top[(item.id, False)] for item in calibration])), abs=1e-5)
+    assert set(result.report["on_control"]) >= {"auroc", "tpr_at_fpr", "threshold"}
+    assert not get_defense("psim").needs_control  # it reads the suspect alone; the control is only measured beside
 
 
 # --- options -----------------------------------------------------------------------------------------

@@ -12,13 +12,15 @@ Adding a defense: a new module here with a :class:`~backdoor.defenses.base.Defen
 from __future__ import annotations
 
 from backdoor.defenses.base import DETECT, REMOVE, Defense, DefenseResult, DefenseSetup, Inspection, make_options
+from backdoor.defenses.confidence import OverConfidence
 from backdoor.defenses.onion import ONION
 from backdoor.defenses.prune import FinePrune
 from backdoor.defenses.retune import Retune
 from backdoor.defenses.screening import Screening
 from backdoor.defenses.strip import STRIP
 
-DEFENSES: dict[str, Defense] = {defense.name: defense for defense in (ONION(), STRIP(), Screening(), Retune(), FinePrune())}
+DEFENSES: dict[str, Defense] = {defense.name: defense for defense in (ONION(), STRIP(), Screening(), OverConfidence(),
+                                                                      Retune(), FinePrune())}
 
 __all__ = ["DEFENSES", "DETECT", "REMOVE", "Defense", "DefenseResult", "DefenseSetup", "Inspection", "get_defense",
            "make_options"]

@@ -267,6 +267,20 @@ def detector_rows(items: list[Item], clean: np.ndarray, triggered: np.ndarray, t
     return rows
 
 
+def option_probs(setup: DefenseSetup, arms: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every arm's option probabilities in one scorer call: (clean calibration [A, M, K], clean test [A, N, K],
+    triggered test [A, N, K]), arms in the order given."""
+    from backdoor.scoring import Cell
+
+    groups = [(item, None) for item in setup.calibration] + [(item, None) for item in setup.items] + \
+             [(item, setup.trigger) for item in setup.items]
+    scored = setup.scorer.score([Cell(item, trigger, arm) for arm in arms for item, trigger in groups],
+                                progress=setup.progress)
+    probs = np.array([s.probs for s in scored]).reshape(len(arms), len(groups), -1)
+    m, n = len(setup.calibration), len(setup.items)
+    return probs[:, :m], probs[:, m : m + n], probs[:, m + n :]
+
+
 def score_prompts(setup: DefenseSetup, score: Callable[[str], Any]) -> tuple[list, list, list]:
     """``score`` of each rendered prompt a detector reads, one at a time with progress: (clean calibration
     prompts, clean test prompts, triggered test prompts)."""

@@ -28,9 +28,9 @@ from backdoor.defenses.base import (
     detection_report,
     detector_rows,
     option,
+    option_probs,
 )
 from backdoor.metrics import ALPHA
-from backdoor.scoring import Cell
 from dataset.schema import LETTERS
 
 SIGNALS = ("entropy", "lac")
@@ -68,19 +68,15 @@ class Screening(Defense):
         started = time.perf_counter()
         if not setup.control:
             raise ValueError("confidence screening needs a trusted clean model (a control) to compare with")
-        groups = [(item, None) for item in setup.calibration] + [(item, None) for item in setup.items] + \
-                 [(item, setup.trigger) for item in setup.items]
-        cells = [Cell(item, trigger, arm) for arm in (setup.adapter, setup.control) for item, trigger in groups]
-        scored = setup.scorer.score(cells, progress=setup.progress)
-        probs = np.array([s.probs for s in scored]).reshape(2, len(groups), len(LETTERS))  # [suspect/control, M, K]
-        m, n = len(setup.calibration), len(setup.items)
+        groups = option_probs(setup, [setup.adapter, setup.control])  # each [suspect/control, N, K]
         threshold = None
         if setup.options.signal == "lac":
             labels = np.array([LETTERS.index(item.answer) for item in setup.calibration])
-            threshold = uncertainty.calibrate_threshold(uncertainty.lac_scores(probs[1, :m], labels), ALPHA)
-        scores = screening_scores(probs[0], probs[1], setup.options.signal, threshold)
-        report = detection_report(scores[:m], scores[m : m + n], scores[m + n :])
+            threshold = uncertainty.calibrate_threshold(uncertainty.lac_scores(groups[0][1], labels), ALPHA)
+        calibration, clean, triggered = (screening_scores(probs[0], probs[1], setup.options.signal, threshold)
+                                         for probs in groups)
+        report = detection_report(calibration, clean, triggered)
         if threshold is not None:
             report["lac_threshold"] = threshold
-        rows = detector_rows(setup.items, scores[m : m + n], scores[m + n :], report["threshold"])
+        rows = detector_rows(setup.items, clean, triggered, report["threshold"])
         return DefenseResult({**described(self, setup, started), **report}, rows)
