@@ -281,6 +281,24 @@ def option_probs(setup: DefenseSetup, arms: list[str]) -> tuple[np.ndarray, np.n
     return probs[:, :m], probs[:, m : m + n], probs[:, m + n :]
 
 
+def detector_arms(setup: DefenseSetup) -> list[str]:
+    """The arms a detector scores: the suspect, then the clean control when there is one (measured beside it: does
+    the detector fire on the trigger without a backdoor?)."""
+    return [setup.adapter] + ([setup.control] if setup.control else [])
+
+
+def with_control_beside(setup: DefenseSetup, calibration, clean, triggered) -> tuple[dict, list[dict]]:
+    """A detector's report and per-item rows from its scores per group ([arms, N] each, arms as
+    :func:`detector_arms`): the suspect's numbers, and with a control its numbers under ``on_control`` and its
+    scores beside each row (``control_score``)."""
+    report = detection_report(calibration[0], clean[0], triggered[0])
+    extra = {}
+    if setup.control:
+        report["on_control"] = detection_report(calibration[1], clean[1], triggered[1])
+        extra["control_score"] = [round(float(x), 6) for x in np.concatenate([clean[1], triggered[1]])]
+    return report, detector_rows(setup.items, clean[0], triggered[0], report["threshold"], **extra)
+
+
 def score_prompts(setup: DefenseSetup, score: Callable[[str], Any]) -> tuple[list, list, list]:
     """``score`` of each rendered prompt a detector reads, one at a time with progress: (clean calibration
     prompts, clean test prompts, triggered test prompts)."""

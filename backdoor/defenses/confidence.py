@@ -24,9 +24,9 @@ from backdoor.defenses.base import (
     DefenseResult,
     DefenseSetup,
     described,
-    detection_report,
-    detector_rows,
+    detector_arms,
     option_probs,
+    with_control_beside,
 )
 
 
@@ -45,12 +45,6 @@ class OverConfidence(Defense):
 
     def run(self, setup: DefenseSetup) -> DefenseResult:
         started = time.perf_counter()
-        arms = [setup.adapter] + ([setup.control] if setup.control else [])
-        calibration, clean, triggered = (probs.max(axis=2) for probs in option_probs(setup, arms))  # each [A, N]
-        report = detection_report(calibration[0], clean[0], triggered[0])
-        extra = {}
-        if setup.control:
-            report["on_control"] = detection_report(calibration[1], clean[1], triggered[1])
-            extra["control_score"] = [round(float(x), 6) for x in (*clean[1], *triggered[1])]
-        rows = detector_rows(setup.items, clean[0], triggered[0], report["threshold"], **extra)
+        top = [probs.max(axis=2) for probs in option_probs(setup, detector_arms(setup))]  # per group: [arms, N]
+        report, rows = with_control_beside(setup, *top)
         return DefenseResult({**described(self, setup, started), **report}, rows)

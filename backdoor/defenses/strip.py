@@ -33,10 +33,10 @@ from backdoor.defenses.base import (
     DefenseSetup,
     Inspection,
     described,
-    detection_report,
-    detector_rows,
+    detector_arms,
     option,
     score_prompts,
+    with_control_beside,
 )
 from backdoor.prompts import CONTEXT_LABELS
 from dataset.schema import Item
@@ -117,16 +117,11 @@ class STRIP(Defense):
     def run(self, setup: DefenseSetup) -> DefenseResult:
         started = time.perf_counter()
         scorer = setup.scorer
-        arms = [setup.adapter] + ([setup.control] if setup.control else [])
+        arms = detector_arms(setup)
         donors = donor_words(setup.calibration)
         seen = score_prompts(setup, lambda text: strip_scores(scorer, text, arms, setup.options, donors))
         by_arm = [np.array(group).reshape(len(group), len(arms)).T for group in seen]  # per group: [arms, N]
-        report = detection_report(*(group[0] for group in by_arm))
-        extra = {}
-        if setup.control:
-            report["on_control"] = detection_report(*(group[1] for group in by_arm))
-            extra["control_score"] = [round(float(x), 6) for x in np.concatenate([by_arm[1][1], by_arm[2][1]])]
-        rows = detector_rows(setup.items, by_arm[1][0], by_arm[2][0], report["threshold"], **extra)
+        report, rows = with_control_beside(setup, *by_arm)
         return DefenseResult({**described(self, setup, started), **report}, rows)
 
     def inspect(self, scorer, adapter: str, prompt_text: str, options, threshold: float | None) -> Inspection:
